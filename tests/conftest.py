@@ -1,0 +1,65 @@
+"A toy project whose three quick stage notebooks exercise the runner without the real lifecycle's cost."
+import json, os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+CONFIG = '''
+[pipeline]
+stages = ["source", "double", "report"]
+
+[stages.source]
+notebook = "source.ipynb"
+
+[stages.double]
+notebook = "double.ipynb"
+needs = ["source"]
+
+[stages.report]
+notebook = "report.ipynb"
+needs = ["double"]
+'''
+
+HEADER = "import os\nfrom pathlib import Path\nfrom mlops_nb.core import file_digest, stage_context"
+
+STAGES = {
+    'source': ('numbers: str = "numbers.txt"  # file of numbers, one per line, under the project root\nsleep_s: float = 0.0  # seconds to pause, to hold the run lock',
+               "import time; time.sleep(sleep_s)\nctx = stage_context('source', globals())\n"
+               "path = Path(ctx.cfg['root'])/numbers\n"
+               "total = sum(int(x) for x in path.read_text().split())\n"
+               "ctx.save_record({'inputs': {'numbers': {'path': str(path), 'digest': file_digest(path)}},\n"
+               "                 'outputs': {'total': total}, 'metrics': {'total': total}})"),
+    'double': ('factor: int = 2  # multiplier\nlabel: str = "doubled"  # a name shown in the report',
+               "ctx = stage_context('double', globals())\n"
+               "assert not (Path(ctx.cfg['root'])/'FAIL').exists(), 'the FAIL file asks this stage to fail'\n"
+               "value = ctx.upstream('source')['outputs']['total'] * factor\n"
+               "ctx.save_record({'outputs': {'value': value}, 'metrics': {'value': value, 'factor_type': type(factor).__name__}})"),
+    'report': ('show_env: str = ""  # an environment variable to print into the report; empty prints none',
+               "ctx = stage_context('report', globals())\n"
+               "if show_env: print(os.environ[show_env])\n"
+               "ctx.save_record({'outputs': {}, 'metrics': {'value': ctx.upstream('double')['outputs']['value']}})"),
+}
+
+def write_stage(path, params, body):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(HEADER), nbformat.v4.new_code_cell(params, metadata={'tags': ['parameters']}),
+                                         nbformat.v4.new_code_cell(body)])
+    nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
+    nbformat.write(nb, path)
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    "A fresh toy project as the working directory."
+    (tmp_path/'mlops.toml').write_text(CONFIG)
+    (tmp_path/'numbers.txt').write_text('1\n2\n3\n')
+    (tmp_path/'nbs').mkdir()
+    for name, (params, body) in STAGES.items(): write_stage(tmp_path/'nbs'/f'{name}.ipynb', params, body)
+    monkeypatch.chdir(tmp_path)
+    for var in ('MLOPS_NB_ROOT', 'MLOPS_NB_CONFIG', 'MLOPS_NB_RUN_DIR', 'MLOPS_NB_RUN_ID', 'MLFLOW_TRACKING_URI'): monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+def statuses(manifest):
+    return {s['name']: s['status'] for s in manifest['stages']}
+
+def latest_manifest(root):
+    return json.loads(sorted((Path(root)/'runs').glob('*/manifest.json'))[-1].read_text())
