@@ -141,3 +141,9 @@ def test_a_batch_level_failure_names_the_column_and_numbers(root):
     with pytest.raises(DataContractError, match=r"batch 2024-05: column 'price' is 100.0% null; the contract allows 25.0%"):
         run_data(root, source=src, **OWN)
     assert run_data(root, source=src, warn_only=['null_rate'], **OWN)['metrics']['warnings'] == 2
+
+def test_data_without_a_time_column_uses_row_order(root):
+    record = run_data(root, source=write_csv(root, df=sales().drop('day')), target='big', time_column='', id_column='',
+                      window='rows', batch_rows=90, exclude=['revenue', 'units'])
+    assert [b['batch'] for b in record['batches']] == [f'rows-{i:06d}' for i in range(6)]
+    assert record['metrics']['reference_rows'] == 270 and record['metrics']['holdout_rows'] == 90
