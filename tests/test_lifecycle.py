@@ -62,3 +62,47 @@ def test_the_secret_from_the_environment_is_nowhere_on_disk(runs):
     assert len(files) > 20
     leaked = [p for p in files if TOKEN.encode() in p.read_bytes()]
     assert leaked == []
+
+def cli(root, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))}
+    return subprocess.run([MLOPS_NB, *args], cwd=root, env=env, capture_output=True, text=True)
+
+def champion(root):
+    return MlflowClient(tracking_uri=f"sqlite:///{root/'mlflow.db'}").get_model_version_by_alias('flights-late', 'champion').version
+
+def test_a_weakened_challenger_is_refused_with_its_reasons_and_the_champion_stays(runs):
+    root, _ = runs
+    before = champion(root)
+    r = cli(root, 'run', '-p', 'train.max_iter=3', '-p', 'train.learning_rate=0.01')
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = manifest(root, -1)
+    register = json.loads((root/'runs'/m['run_id']/'40_register.json').read_text())
+    assert register['metrics']['promoted'] is False and register['refused']
+    assert any('champion' in reason for reason in register['refused'])
+    assert champion(root) == before
+
+def test_promote_then_rollback_moves_the_champion_back_and_the_ledger_shows_both(runs):
+    root, _ = runs
+    before = champion(root)
+    weak = manifest(root, -1)['stages'][3]['metrics']['version']
+    assert cli(root, 'promote', str(weak), '--reason', 'trying it').returncode == 0
+    assert champion(root) == weak
+    r = cli(root, 'rollback', '--reason', 'worse on April')
+    assert r.returncode == 0 and f'v{weak} -> v{before}' in r.stdout
+    assert champion(root) == before
+    ledger = [json.loads(l) for l in (root/'runs'/'alias_ledger.jsonl').read_text().splitlines()]
+    assert [(e['kind'], e['from'], e['to']) for e in ledger[-2:]] == [('promote', str(before), str(weak)), ('rollback', str(weak), str(before))]
+    assert cli(root, 'rollback').returncode == 2
+
+def test_lineage_of_the_champion_resolves_every_link(runs):
+    root, _ = runs
+    r = cli(root, 'lineage')
+    assert r.returncode == 0, r.stdout + r.stderr
+    for link in ('MLflow run', 'git commit', 'data digest', 'data snapshot', 'run manifest', 'train report', 'gate record'):
+        assert link in r.stdout
+
+def test_reproduce_reports_identical_predictions_and_metrics(runs):
+    root, _ = runs
+    r = cli(root, 'reproduce', manifest(root, 0)['run_id'])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert 'identical predictions and metrics' in r.stdout
