@@ -32,7 +32,7 @@ def test_the_first_run_writes_every_report(runs):
     assert first.returncode == 0, first.stderr[-3000:]
     assert 'stage' in first.stdout and 'register' in first.stdout
     m = manifest(root, 0)
-    assert m['status'] == 'ok' and [s['status'] for s in m['stages']] == ['ran'] * 4
+    assert m['status'] == 'ok' and [s['status'] for s in m['stages']] == ['ran'] * 5
     run_dir = root/'runs'/m['run_id']
     for s in m['stages']:
         for ext in ('ipynb', 'html', 'json'): assert (run_dir/f"{Path(s['notebook']).stem}.{ext}").exists()
@@ -53,7 +53,7 @@ def test_the_registry_holds_a_champion_traced_to_run_commit_and_data(runs):
 def test_an_immediate_second_run_reuses_every_stage_in_a_tenth_of_the_time(runs):
     root, [(_, t1), (second, t2)] = runs
     assert second.returncode == 0, second.stderr[-3000:]
-    assert [s['status'] for s in manifest(root, 1)['stages']] == ['cached'] * 4
+    assert [s['status'] for s in manifest(root, 1)['stages']] == ['cached'] * 5
     assert t2 < t1 / 10, (t1, t2)
 
 def test_the_secret_from_the_environment_is_nowhere_on_disk(runs):
