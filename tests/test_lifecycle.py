@@ -32,28 +32,52 @@ def test_the_first_run_writes_every_report(runs):
     assert first.returncode == 0, first.stderr[-3000:]
     assert 'stage' in first.stdout and 'register' in first.stdout
     m = manifest(root, 0)
-    assert m['status'] == 'ok' and [s['status'] for s in m['stages']] == ['ran'] * 5
+    assert m['status'] == 'ok' and [s['status'] for s in m['stages']] == ['ran'] * 6
     run_dir = root/'runs'/m['run_id']
     for s in m['stages']:
         for ext in ('ipynb', 'html', 'json'): assert (run_dir/f"{Path(s['notebook']).stem}.{ext}").exists()
     assert (run_dir/'index.html').exists()
     assert m['git']['commit'] and m['git']['dirty'] is False
 
-def test_the_registry_holds_a_champion_traced_to_run_commit_and_data(runs):
+def test_the_registry_traces_every_version_to_run_commit_and_data(runs):
     root, _ = runs
     m = manifest(root, 0)
     client = MlflowClient(tracking_uri=f"sqlite:///{root/'mlflow.db'}")
-    mv = client.get_model_version_by_alias('flights-late', 'champion')
-    data = next(s for s in m['stages'] if s['name'] == 'data')
-    assert mv.tags['mlops_nb.run_id'] == m['run_id']
-    assert mv.tags['mlops_nb.git_commit'] == m['git']['commit']
-    assert mv.tags['mlops_nb.data_digest'] == data['outputs']['reference']['digest']
-    assert Path(mv.tags['mlops_nb.data_path']).exists()
+    stage = {s['name']: s for s in m['stages']}
+    first = client.get_model_version('flights-late', stage['register']['outputs']['model']['version'])
+    assert first.tags['mlops_nb.data_digest'] == stage['data']['outputs']['reference']['digest']
+    champion = client.get_model_version_by_alias('flights-late', 'champion')
+    assert str(champion.version) == stage['monitor']['outputs']['champion'] != str(first.version)
+    for mv in (first, champion):
+        assert mv.tags['mlops_nb.run_id'] == m['run_id']
+        assert mv.tags['mlops_nb.git_commit'] == m['git']['commit']
+        assert Path(mv.tags['mlops_nb.data_path']).exists()
+
+def test_the_replay_flags_real_shifts_keeps_negligible_ones_quiet_and_retraining_pays(runs):
+    root, _ = runs
+    m = manifest(root, 0)
+    run_dir = root/'runs'/m['run_id']
+    record = json.loads((run_dir/'65_monitor.json').read_text())
+    assert [t['batch'] for t in record['timeline']] == [f'2013-{k:02d}' for k in range(5, 13)]
+    july = next(b for b in record['batches'] if b['batch'] == '2013-07')
+    assert {'temp', 'dewp'} <= set(july['drifted']) and any(a['kind'] == 'drift' for a in july['alerts'])
+    quiet = [(b['batch'], d['column']) for b in record['batches'] for d in b['drift'] if d['p_adjusted'] < 0.05 and d['psi'] < 0.1]
+    assert quiet and not any(d['drifted'] for b in record['batches'] for d in b['drift'] if d['psi'] is not None and d['psi'] < 0.1)
+    promoted = [r for r in record['retrains'] if r['promoted']]
+    assert promoted
+    assert record['metrics']['roc_auc_after_retraining'] > record['metrics']['never_retrained_roc_auc_same_batches']
+    ledger = [json.loads(l) for l in (root/'runs'/'alias_ledger.jsonl').read_text().splitlines()]
+    moves = [e for e in ledger if e['kind'] == 'retrain']
+    assert [e['to'] for e in moves] == [r['version'] for r in promoted] and all('alert' in e['reason'] for e in moves)
+    events = next(s for s in m['stages'] if s['name'] == 'monitor')['events']
+    assert [e['version'] for e in events] == [r['version'] for r in record['retrains']] and all(e['trigger'] for e in events)
+    index = (run_dir/'index.html').read_text()
+    assert 'Monitoring, batch by batch' in index and 'data:image/png;base64,' in index
 
 def test_an_immediate_second_run_reuses_every_stage_in_a_tenth_of_the_time(runs):
     root, [(_, t1), (second, t2)] = runs
     assert second.returncode == 0, second.stderr[-3000:]
-    assert [s['status'] for s in manifest(root, 1)['stages']] == ['cached'] * 5
+    assert [s['status'] for s in manifest(root, 1)['stages']] == ['cached'] * 6
     assert t2 < t1 / 10, (t1, t2)
 
 def test_the_secret_from_the_environment_is_nowhere_on_disk(runs):
@@ -92,7 +116,9 @@ def test_promote_then_rollback_moves_the_champion_back_and_the_ledger_shows_both
     assert champion(root) == before
     ledger = [json.loads(l) for l in (root/'runs'/'alias_ledger.jsonl').read_text().splitlines()]
     assert [(e['kind'], e['from'], e['to']) for e in ledger[-2:]] == [('promote', str(before), str(weak)), ('rollback', str(weak), str(before))]
-    assert cli(root, 'rollback').returncode == 2
+    replaced = next(e['from'] for e in reversed(ledger) if e['to'] == str(before) and e['kind'] == 'retrain')
+    r = cli(root, 'rollback')
+    assert r.returncode == 0 and f'v{before} -> v{replaced}' in r.stdout
 
 def test_lineage_of_the_champion_resolves_every_link(runs):
     root, _ = runs
@@ -106,3 +132,21 @@ def test_reproduce_reports_identical_predictions_and_metrics(runs):
     r = cli(root, 'reproduce', manifest(root, 0)['run_id'])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert 'identical predictions and metrics' in r.stdout
+
+def test_monitoring_a_batch_file_alerts_with_exit_3_and_joins_labels_that_arrive_later(runs):
+    root, _ = runs
+    import polars as pl
+    data = json.loads(next((root/'runs').glob('*/10_data.json')).read_text())
+    december = pl.read_parquet(data['outputs']['batches'][-1]['path'])
+    december.drop('late').write_csv(root/'december.csv')
+    december.select('flight_id', 'late').write_csv(root/'december-labels.csv')
+    before = champion(root)
+    r = cli(root, 'monitor', 'december.csv')
+    assert r.returncode == 3, r.stdout[-2000:] + r.stderr[-2000:]
+    assert 'ALERT [drift] december' in r.stdout and f'against flights-late v{before}' in r.stdout
+    r = cli(root, 'monitor', 'december.csv', '--labels', 'december-labels.csv', '-p', 'alert_min_drifted=100', '-p', 'alert_max_null_increase=1')
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    history = [json.loads(l) for l in (root/'runs'/'monitoring.jsonl').read_text().splitlines()]
+    assert [h['labelled'] for h in history if h['source'] == 'command'] == [False, True]
+    assert 0.6 < history[-1]['roc_auc'] < 0.8 and champion(root) == before
+    assert 'december' in cli(root, 'monitoring').stdout

@@ -44,6 +44,9 @@ task = "regression"
 time_column = "day"
 id_column = ""
 exclude = ["big", "units"]
+
+[stages.monitor.params]
+retrain_on = []
 '''
 
 def test_regression_on_own_data_registers_promotes_and_rolls_back_on_a_tracking_server(server, tmp_path):
@@ -56,6 +59,8 @@ def test_regression_on_own_data_registers_promotes_and_rolls_back_on_a_tracking_
     assert evaluate['task'] == 'regression' and {'r2', 'mae', 'rmse'} <= set(evaluate['scores']['challenger'])
     assert evaluate['scores']['challenger']['r2'] > evaluate['scores']['baseline']['r2']
     assert m['mlflow']['tracking_uri'] == server and not (tmp_path/'mlflow.db').exists()
+    monitor = json.loads((tmp_path/'runs'/m['run_id']/'65_monitor.json').read_text())
+    assert monitor['timeline'] and all(t['r2'] is not None for t in monitor['timeline']) and monitor['retrains'] == []
     second = cli(tmp_path, server, 'run', '-p', 'train.max_iter=50')
     assert second.returncode == 0, second.stderr[-3000:]
     client = MlflowClient(tracking_uri=server)
