@@ -7,7 +7,7 @@
    prediction log included) against the limit: the model's own `predict_proba` on the same rows already in memory, one call.
 
 Run from a project that has a champion (after `mlops-nb run`): `python benchmarks/serving.py [seconds per load]`."""
-import asyncio, json, os, statistics, subprocess, sys, tempfile, time
+import asyncio, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import httpx

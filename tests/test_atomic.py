@@ -1,5 +1,5 @@
 "An atomic write killed at any moment leaves the old file or the new one, never a partial one."
-import os, signal, subprocess, sys, time
+import signal, subprocess, sys, time
 
 WRITER = '''
 import sys

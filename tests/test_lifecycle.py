@@ -1,5 +1,5 @@
 "The default lifecycle end to end on the real NYC flights data, as a new user runs it."
-import json, os, sqlite3, subprocess, sys, time
+import json, os, subprocess, sys, time
 from pathlib import Path
 
 import pytest

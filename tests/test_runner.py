@@ -1,5 +1,5 @@
 "The stage runner on a toy project: caching, invalidation, failure and resume, parameters, secrets, locking."
-import json, os, subprocess, sys, time
+import json, subprocess, sys, time
 from pathlib import Path
 
 import pytest

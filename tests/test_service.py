@@ -1,6 +1,5 @@
 "The real model service over HTTP on loopback, and batch scoring: valid and bad requests, auth, alias moves under load, the prediction log."
-import json, os, threading, time
-from pathlib import Path
+import os, threading, time
 
 import httpx
 import polars as pl
@@ -8,7 +7,7 @@ import pytest
 
 from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, run_stage_function, stage_notebook
 from mlops_nb.deploy import Server, make_app, score_file
-from mlops_nb.register import alias_version, move_alias
+from mlops_nb.register import move_alias
 from test_data_inputs import sales
 
 pytestmark = pytest.mark.xdist_group('service')
