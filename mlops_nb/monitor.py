@@ -16,12 +16,12 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
 from .contract import BATCH_CHECKS, validate
-from .core import StageContext, environment_info, file_digest, git_state, new_run_id, write_json
+from .core import StageContext, environment_info, file_digest, git_state, new_run_id, resolve_params, write_json
 from .data import _typed, collect, scan_source, source_files
 from .deploy import project_contract
 from .drift import drift, multivariate_drift, reference_stats
 from .evaluate import MAIN_METRIC, behaviour_checks, gate, metrics, slice_metrics
-from .pipeline import resolve_params
+
 from .register import alias_version, move_alias
 from .train import DRIFT_REFERENCE, HYPERPARAMETERS, labelled, log_model, make_model, predict, score, use_mlflow
 

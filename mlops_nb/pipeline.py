@@ -10,14 +10,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import mlops_nb
-from .core import (ConfigError, atomic_write, coerce, environment_info, file_digest, find_secrets, git_state,
-                           load_config, new_run_id, notebook_parameters, redact, secret_values, stage_notebook, write_json)
+from .core import (ConfigError, atomic_write, environment_info, file_digest, git_state, load_config, new_run_id,
+                           find_secrets, redact, resolve_params, secret_values, stage_notebook, write_json)
 
 # %% auto #0
-__all__ = ['stage_order', 'downstream', 'parse_overrides', 'resolve_params', 'notebook_digest', 'code_digest', 'digest_of',
-           'stage_key', 'record_still_valid', 'earlier_runs', 'cache_decision', 'ProjectKernelManager',
-           'stage_environment', 'execute_stage', 'render_html', 'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock',
-           'write_index', 'upstream_of', 'selection', 'StageFailed', 'run_stage', 'run_pipeline']
+__all__ = ['stage_order', 'downstream', 'notebook_digest', 'code_digest', 'digest_of', 'stage_key', 'record_still_valid',
+           'earlier_runs', 'cache_decision', 'ProjectKernelManager', 'stage_environment', 'execute_stage',
+           'render_html', 'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'write_index', 'quarantine_line',
+           'upstream_of', 'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed', 'run_stage',
+           'run_pipeline']
 
 # %% ../nbs/70_pipeline.ipynb #f7180cd4
 def stage_order(cfg:dict # project configuration
@@ -42,38 +43,6 @@ def downstream(cfg:dict, stage:str)->list[str]:
     for name in stage_order(cfg):
         if set(cfg['stages'][name]['needs']) & out: out.add(name)
     return [n for n in stage_order(cfg) if n in out]
-
-# %% ../nbs/70_pipeline.ipynb #c92c0ab0
-def parse_overrides(items:list[str] # `stage.name=value` or `name=value` strings
-                   )->list[tuple]:
-    "`(stage or None, name, value)` for each command-line override."
-    out = []
-    for item in items:
-        if '=' not in item: raise ConfigError(f"parameter override '{item}' is not of the form [stage.]name=value")
-        key, value = item.split('=', 1)
-        stage, _, name = key.strip().rpartition('.')
-        out.append((stage or None, name, value))
-    return out
-
-def resolve_params(cfg:dict, # project configuration
-                   overrides:list[str]=(), # command-line overrides
-                   environ=None, # environment holding the secrets; `os.environ` by default
-                  )->dict:
-    "Stage -> parameter values: notebook defaults, then configuration, then overrides, all checked."
-    contracts = {s: notebook_parameters(stage_notebook(cfg, s)) for s in stage_order(cfg)}
-    secrets = secret_values(cfg, environ)
-    given = [(s, n, v) for s in contracts for n, v in cfg['stages'][s]['params'].items()] + parse_overrides(overrides)
-    params = {s: {n: p.default for n, p in c.items()} for s, c in contracts.items()}
-    for stage, name, value in given:
-        if stage is not None and stage not in contracts: raise ConfigError(f"unknown stage '{stage}' in parameter '{stage}.{name}'; stages: {', '.join(contracts)}")
-        targets = [stage] if stage else [s for s, c in contracts.items() if name in c]
-        valid = sorted(f'{s}.{n}' for s, c in contracts.items() for n in c)
-        if not targets or name not in contracts[targets[0]]:
-            raise ConfigError(f"unknown parameter '{name}'{f' for stage {stage}' if stage else ''}; valid parameters: {', '.join(valid)}")
-        if name.upper() in cfg['secrets'] or find_secrets(str(value), secrets):
-            raise ConfigError(f"parameter '{name}' would write a secret into the report; pass secrets through the environment ({', '.join(cfg['secrets'])})")
-        for s in targets: params[s][name] = coerce(value, contracts[s][name].type, f'{s}.{name}')
-    return params
 
 # %% ../nbs/70_pipeline.ipynb #4dcfed57
 def notebook_digest(path:Path|str)->str:
@@ -109,9 +78,13 @@ def record_still_valid(record:dict)->str|None:
 
 # %% ../nbs/70_pipeline.ipynb #993d9a9c
 def earlier_runs(runs_dir:Path|str)->list[dict]:
-    "Manifests of earlier runs, newest first."
-    paths = sorted(Path(runs_dir).glob('*/manifest.json'), reverse=True)
-    return [json.loads(p.read_text()) for p in paths]
+    "Manifests of earlier pipeline runs, newest first; folders of other commands (and unreadable ones) are passed over."
+    out = []
+    for p in sorted(Path(runs_dir).glob('*/manifest.json'), reverse=True):
+        try: m = json.loads(p.read_text())
+        except (OSError, ValueError): continue
+        if isinstance(m, dict) and isinstance(m.get('stages'), list) and 'run_id' in m: out.append(m)
+    return out
 
 def _differences(key, old):
     "What differs between two stage keys, in words."
@@ -265,15 +238,27 @@ def write_index(run_dir:Path, # the run folder
     "Write the run's `index.html`."
     e, git = html.escape, manifest['git']
     error = f"<p class='failed'>{e(manifest['error'])}</p>" if manifest.get('error') else ''
+    held = ''.join(f"<p class='quarantine'>{e(quarantine_line(s['name'], s['quarantine']))}</p>" for s in manifest['stages'] if s.get('quarantine'))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mlops_nb run {e(manifest['run_id'])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-.failed{{background:#fdd}} .cached{{color:#555}}</style></head><body>
+.failed{{background:#fdd}} .interrupted{{background:#fdd}} .quarantine{{background:#ffe08a;padding:4px 8px;font-weight:bold}} .cached{{color:#555}}</style></head><body>
 <h1>Run {e(manifest['run_id'])}: {e(manifest['status'])}</h1>
 <p>git {e(str(git['commit']))}{' (dirty)' if git['dirty'] else ''} · Python {e(manifest['environment']['python'])} · {manifest.get('duration_s', '')} s · <a href="manifest.json">manifest.json</a></p>
-{error}<table><tr><th>stage</th><th>status</th><th>why it ran / reused from</th><th>seconds</th><th>key numbers</th><th>reports</th></tr>
+{error}{held}<table><tr><th>stage</th><th>status</th><th>why it ran / reused from</th><th>seconds</th><th>key numbers</th><th>reports</th></tr>
 {''.join(_stage_row(run_dir, s) for s in manifest['stages'])}</table>{_timeline_section(run_dir, manifest)}</body></html>"""
     atomic_write(run_dir/'index.html', page)
     return run_dir/'index.html'
+
+def quarantine_line(stage:str, q:dict)->str:
+    "One highlighted line for a stage's quarantine."
+    reasons = '; '.join(f"{r['reason']} ({r['rows']})" for r in q.get('reasons', [])[:3])
+    return (f"QUARANTINE {stage}: {q['rows']} of {q['of']} rows ({q['rows'] / max(1, q['of']):.2%}) held back"
+            f"{': ' + reasons if reasons else ''}; rows in {q.get('path', 'the stage record')}")
+
+def _save(run_dir, manifest, secrets):
+    manifest = redact(manifest, secrets)
+    write_json(run_dir/'manifest.json', manifest)
+    write_index(run_dir, manifest)
 
 # %% ../nbs/70_pipeline.ipynb #d006ea22
 def upstream_of(cfg:dict, stage:str)->set:
@@ -294,21 +279,50 @@ def selection(cfg:dict, only:str|None=None, start:str|None=None, force:bool=Fals
     if start: return {n: 'force' if n in downstream(cfg, start) else 'reuse' for n in order}
     return {n: 'force' if force else 'run' for n in order}
 
+# %% ../nbs/70_pipeline.ipynb #574bf579
+def close_mlflow_runs(tracking_uri:str, # the project's tracking store
+                      run_id:str, # the pipeline run whose MLflow runs to close
+                     )->int:
+    "Mark the MLflow runs that `run_id` left `RUNNING` as `KILLED`; how many."
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    found = client.search_runs(ids, f"tags.`mlops_nb.run_id` = '{run_id}' and attributes.status = 'RUNNING'") if ids else []
+    for r in found: client.set_terminated(r.info.run_id, 'KILLED')
+    return len(found)
+
+# %% ../nbs/70_pipeline.ipynb #0cf3f04b
+def mark_interrupted(runs_dir:Path, # the project's runs folder
+                     tracking_uri:str|None=None, # close their MLflow runs in this store too, when given
+                    )->list[dict]:
+    "Mark every run still `running` as interrupted (call it holding the run lock); what was marked."
+    marked = []
+    for m in earlier_runs(runs_dir):
+        if m.get('status') != 'running': continue
+        for s in m['stages']:
+            s['status'] = {'running': 'interrupted', 'pending': 'not run'}.get(s['status'], s['status'])
+        stage = next((s['name'] for s in m['stages'] if s['status'] == 'interrupted'), None)
+        m.update(status='interrupted', error=f"the run was interrupted{f' in stage {stage!r}' if stage else ''}: its process ended "
+                 "without finishing (killed, or the machine stopped); the next run resumes there")
+        if tracking_uri:
+            try: m['mlflow_runs_closed'] = close_mlflow_runs(tracking_uri, m['run_id'])
+            except Exception as e: m['mlflow_runs_closed'] = f'not closed: {type(e).__name__}: {e}'
+        _save(Path(runs_dir)/m['run_id'], m, {})
+        marked.append({'run_id': m['run_id'], 'stage': stage, 'mlflow_runs_closed': m.get('mlflow_runs_closed')})
+    return marked
+
 # %% ../nbs/70_pipeline.ipynb #b39fc363
 class StageFailed(RuntimeError): "A stage failed; the message names the stage, the cell and the error."
-
-def _save(run_dir, manifest, secrets):
-    manifest = redact(manifest, secrets)
-    write_json(run_dir/'manifest.json', manifest)
-    write_index(run_dir, manifest)
 
 def _reuse(folder, run_dir, stem):
     for x in ('ipynb', 'html', 'json'):
         if (folder/f'{stem}.{x}').exists(): shutil.copy2(folder/f'{stem}.{x}', run_dir/f'{stem}.{x}')
 
-def _failure(name, error, path):
+def _failure(name, error, path, tracking_uri):
     where = f"in cell {error['cell']} ({error['source']})" if error.get('cell') is not None else ''
-    return (f"stage '{name}' failed {where}: {error['error']}: {error['message']}\n"
+    unreachable = any(s in error['message'] for s in ('Max retries exceeded', 'Connection refused', 'ConnectionError'))
+    hint = f"\n  the tracking server at {tracking_uri} could not be reached: start it (or fix MLFLOW_TRACKING_URI) and run again" if unreachable else ''
+    return (f"stage '{name}' failed {where}: {error['error']}: {error['message']}{hint}\n"
             f"  the executed notebook is kept at {path}\n  run again to resume from '{name}'")
 
 def run_stage(cfg:dict, name:str, run_dir:Path, run_id:str, params:dict, secrets:dict)->dict|None:
@@ -335,10 +349,12 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
                 )->dict:
     "Run the pipeline; the manifest. Raises `StageFailed` naming the stage, cell and error."
     cfg = load_config(root, config)
-    plan, values, secrets = selection(cfg, only, start, force), resolve_params(cfg, params), secret_values(cfg)
+    plan, values, secrets = selection(cfg, only, start, force), resolve_params(cfg, params, stage_order(cfg)), secret_values(cfg)
     runs_dir, run_id = Path(cfg['paths']['runs']), new_run_id()
     run_dir = runs_dir/run_id
     with run_lock(runs_dir, run_id, wait):
+        for dead in mark_interrupted(runs_dir, cfg['mlflow']['tracking_uri']):
+            echo(f"run {dead['run_id']} was interrupted in stage {dead['stage']}: marked so (MLflow runs closed: {dead['mlflow_runs_closed']})")
         runs, started = earlier_runs(runs_dir), time.time()
         run_dir.mkdir(parents=True)
         manifest = {'run_id': run_id, 'status': 'running', 'started_at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
@@ -346,6 +362,9 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
                     'mlflow': {'tracking_uri': cfg['mlflow']['tracking_uri']}, 'code_digest': code_digest(),
                     'stages': [{'name': n, 'notebook': cfg['stages'][n]['notebook'], 'status': 'pending'} for n in plan]}
         echo(f"mlops-nb run {run_id}: {len(plan)} stages -> {run_dir}")
+        if manifest['git']['commit'] is None:
+            echo(f"note: {cfg['root']} is not a git repository (or has no commit), so this run cannot record which code made it; "
+                 "`git init` and commit to record it")
         _save(run_dir, manifest, secrets)
         records = {}
         for i, (name, how) in enumerate(plan.items(), 1):
@@ -357,6 +376,9 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
             if how == 'force': hit, why = None, 'forced'
             if how == 'reuse' and hit is None:
                 manifest.update(status='failed', error=f"stage '{name}' has no reusable earlier result ({why}); run the whole pipeline first")
+                entry['status'] = 'not run'
+                for later in manifest['stages'][i:]: later['status'] = 'not run'
+
                 _save(run_dir, manifest, secrets)
                 raise StageFailed(manifest['error'])
             entry.update(key=key, params=values[name])
@@ -368,12 +390,14 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
                 entry.update(status='cached', cached_from=hit[0])
                 note = f'cached ({hit[0]})'
             else:
+                entry['status'] = 'running'
+                _save(run_dir, manifest, secrets)
                 try: error = run_stage(cfg, name, run_dir, run_id, values[name], secrets)
                 except KeyboardInterrupt: error = {'error': 'KeyboardInterrupt', 'message': 'interrupted'}
                 if error:
                     entry.update(status='failed', why=why, error=error, duration_s=round(time.time() - t, 1))
                     for later in manifest['stages'][i:]: later['status'] = 'not run'
-                    manifest.update(status='failed', error=_failure(name, error, run_dir/f'{stem}.ipynb'),
+                    manifest.update(status='failed', error=_failure(name, error, run_dir/f'{stem}.ipynb', cfg['mlflow']['tracking_uri']),
                                     finished_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), duration_s=round(time.time() - started, 1))
                     _save(run_dir, manifest, secrets)
                     echo(f'{tag} FAILED after {entry["duration_s"]} s')
@@ -382,8 +406,10 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
                 note = f'ran ({why})'
             records[name] = record = json.loads((run_dir/f'{stem}.json').read_text())
             entry.update(duration_s=round(time.time() - t, 1), inputs=record.get('inputs', {}), outputs=record.get('outputs', {}),
-                         metrics=record.get('metrics', {}), **({'events': record['events']} if record.get('events') else {}))
+                         metrics=record.get('metrics', {}), **({'events': record['events']} if record.get('events') else {}),
+                         **({'quarantine': record['quarantine']} if (record.get('quarantine') or {}).get('rows') else {}))
             echo(f'{tag} {note} in {entry["duration_s"]} s')
+            if entry.get('quarantine'): echo(quarantine_line(name, entry['quarantine']))
             _save(run_dir, manifest, secrets)
         manifest.update(status='ok', finished_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), duration_s=round(time.time() - started, 1))
         _save(run_dir, manifest, secrets)

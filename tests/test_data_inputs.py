@@ -53,8 +53,11 @@ def test_contract_is_kept_once_written_and_edits_take_effect(root):
     src = write_csv(root)
     run_data(root, source=src, **OWN)
     text = (root/'contract.toml').read_text()
-    (root/'contract.toml').write_text(text.replace('strict = false', 'strict = true').replace('"north",\n', ''))
-    record = run_data(root, source=src, **OWN)
+    closed = '[columns.store]\ndtype = "String"\ncategories = ["east", "south"]\nstrict = true\n'
+    (root/'contract.toml').write_text(text.replace('[columns.store]\ndtype = "String"\n', closed))
+    with pytest.raises(DataContractError, match=r"180 of 540 rows .* were quarantined|quarantined, above the contract's max_quarantined_share"):
+        run_data(root, source=src, **OWN)
+    record = run_data(root, source=src, warn_only=['quarantine'], **OWN)
     assert record['metrics']['rows_quarantined'] == 180
     q = pl.read_parquet(record['outputs']['quarantine']['path'])
     assert set(q['_reason']) == {"store: unknown category 'north'"}
@@ -97,7 +100,7 @@ HEADER = 'day,store,price,units,big,revenue\n'
     ('bad quoting', 'quoted.csv line 4: unexpected end of data (check the quoting)'),
     ('wrong delimiter', "semi.csv has a single column 'day;store;price;units;big;revenue': is the separator something other than ','?"),
     ('non-UTF-8 bytes', 'latin.csv is not UTF-8: byte 0xe9 on line 3'),
-    ('missing target', "target column 'big' is not in notarget.csv; its columns are: day, store, price, units, revenue"),
+    ('missing target', "target column 'big' is not in notarget.csv; its columns are: 'day', 'store', 'price', 'units', 'revenue'"),
     ('single-class target', "target 'big' has a single class (0) in the reference window; a classifier needs two"),
     ('unparseable time', "time column 'day': none of its 3 values parse as a date/time (e.g. 'yesterday')"),
     ('all-null column', "column 'note' is entirely null in the reference window"),
@@ -126,18 +129,27 @@ def test_bad_input_gets_a_clear_message(root, case, expected):
 
 def test_mixed_types_in_a_column_are_quarantined_not_lost(root):
     mixed = sales().with_columns(pl.when(pl.int_range(pl.len()) % 50 == 7).then(pl.lit('n/a')).otherwise(pl.col('price').cast(pl.String)).alias('price'))
-    record = run_data(root, source=write_csv(root, df=mixed), **OWN)
+    src = write_csv(root, df=mixed)
+    with pytest.raises(DataContractError, match=r"quarantined, above the contract's max_quarantined_share of 1.0%; top reasons: price: not Float64"):
+        run_data(root, source=src, **OWN)
+    record = run_data(root, source=src, warn_only=['quarantine'], **OWN)
     m = record['metrics']
     assert m['rows_quarantined'] == 11 and m['rows_read'] == m['rows_accepted'] + m['rows_quarantined'] == 540
     q = pl.read_parquet(record['outputs']['quarantine']['path'])
     assert set(q['_reason']) == {"price: 'n/a' is not Float64"}
     assert sorted(q['source_row'].to_list())[:2] == [7, 57]
 
-def test_a_batch_level_failure_names_the_column_and_numbers(root):
+def test_nulls_that_rise_are_counted_and_fail_only_when_a_person_made_it_a_rule(root):
     src = write_csv(root)
     run_data(root, source=src, **OWN)
     gappy = sales().with_columns(pl.when(pl.col('day') > '2024-05-01').then(None).otherwise(pl.col('price')).alias('price'))
     write_csv(root, df=gappy)
+    record = run_data(root, source=src, **OWN)
+    assert record['metrics']['rows_quarantined'] == 0
+    may = next(b for b in record['batches'] if b['batch'] == '2024-05')
+    assert [d['expectation'] for d in may['departures'] if d['column'] == 'price'] == ['null rate above the expected 10.0%']
+    text = (root/'contract.toml').read_text()
+    (root/'contract.toml').write_text(text.replace('[columns.price]\ndtype = "Float64"\n', '[columns.price]\ndtype = "Float64"\nmax_null_rate = 0.25\n'))
     with pytest.raises(DataContractError, match=r"batch 2024-05: column 'price' is 100.0% null; the contract allows 25.0%"):
         run_data(root, source=src, **OWN)
     assert run_data(root, source=src, warn_only=['null_rate'], **OWN)['metrics']['warnings'] == 2
