@@ -4,16 +4,16 @@
 
 # %% ../nbs/80_cli.ipynb #e9a8d9c0
 from __future__ import annotations
-import argparse, sys
+import argparse, os, sys
 from pathlib import Path
 
 import polars as pl
 
 from .core import ConfigError, load_config, new_run_id, register_kernel
-from .pipeline import RunLocked, StageFailed, run_lock, run_pipeline
+from .pipeline import RunLocked, StageFailed, quarantine_line, run_lock, run_pipeline
 
 # %% auto #0
-__all__ = ['summary_table', 'parser', 'show', 'deployment', 'monitoring', 'registry', 'main']
+__all__ = ['summary_table', 'parser', 'show', 'deployment', 'monitoring', 'commands', 'init', 'registry', 'explain', 'main']
 
 # %% ../nbs/80_cli.ipynb #7ffd2bb4
 def summary_table(manifest:dict # a run's manifest
@@ -24,13 +24,17 @@ def summary_table(manifest:dict # a run's manifest
         numbers = ', '.join(f'{k}={v}' for k, v in list(s.get('metrics', {}).items())[:4])
         rows.append((s['name'], s['status'], str(s.get('duration_s', '')), s.get('why') or s.get('cached_from') or '', numbers))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r[:4], widths)) + '  ' + r[4] for r in rows)
+    table = '\n'.join('  '.join(c.ljust(w) for c, w in zip(r[:4], widths)) + '  ' + r[4] for r in rows)
+    return '\n'.join([table, *[quarantine_line(s['name'], s['quarantine']) for s in manifest['stages'] if s.get('quarantine')]])
 
 # %% ../nbs/80_cli.ipynb #f9630ca6
 def parser()->argparse.ArgumentParser:
     "The `mlops-nb` argument parser."
     p = argparse.ArgumentParser(prog='mlops-nb', description='A notebook-first, literate MLOps lifecycle.')
     sub = p.add_subparsers(dest='command', required=True)
+    init = sub.add_parser('init', help='write a commented mlops.toml for your own data file, from a look at it')
+    init.add_argument('source', help='the data: a CSV, Parquet or NDJSON file or glob, relative to the project')
+    init.add_argument('--force', action='store_true', help='replace an existing mlops.toml')
     run = sub.add_parser('run', help='run the pipeline: every stage whose inputs changed, reusing the rest')
     run.add_argument('--root', help='project folder (default: nearest folder upwards with an mlops.toml, else the current one)')
     run.add_argument('--config', help='configuration file (default: <root>/mlops.toml)')
@@ -42,9 +46,9 @@ def parser()->argparse.ArgumentParser:
     sub.add_parser('versions', help="list the model's versions with aliases, holdout metric, gate verdict and data digest")
     promote = sub.add_parser('promote', help='make a version the champion')
     promote.add_argument('version', help='the model version to promote')
-    promote.add_argument('--reason', default='promoted by hand', help='why, for the alias ledger')
+    promote.add_argument('--reason', default='promoted by hand', help='why, for the alias history')
     rollback = sub.add_parser('rollback', help='move the champion back to the version it replaced')
-    rollback.add_argument('--reason', default='rolled back by hand', help='why, for the alias ledger')
+    rollback.add_argument('--reason', default='rolled back by hand', help='why, for the alias history')
     lineage = sub.add_parser('lineage', help="follow a model version back to its commit, data, run and reports")
     lineage.add_argument('ref', nargs='?', help='MODEL@ALIAS or MODEL/VERSION (default: the champion)')
     reproduce = sub.add_parser('reproduce', help="re-run a finished run's train and evaluate stages and compare")
@@ -93,10 +97,11 @@ def deployment(args, cfg)->int:
         print(f"serving {cfg['mlflow']['model_name']}@{args.alias} on http://{args.host}:{args.port} ({'bearer token required' if token else 'no authentication'})")
         uvicorn.run(deploy.make_app(cfg, args.alias, token), host=args.host, port=args.port, log_level='warning')
     else:
-        from mlops_nb.register import alias_version
+        from mlops_nb.register import alias_version, deployments
         name = cfg['mlflow']['model_name']
         print(show(pl.DataFrame([{'alias': a, 'version': alias_version(name, a)} for a in ('champion', 'challenger')])))
-        if recorded := deploy.deployments(cfg): print(show(pl.DataFrame(recorded[-10:])))
+        keep = ('at', 'event', 'version', 'replaced', 'who', 'reason', 'smoke_passed', 'run_id')
+        if recorded := deployments(cfg): print(show(pl.DataFrame([{k: str(d.get(k, '')) for k in keep} for d in recorded[-10:]])))
     return 0
 
 def monitoring(args, cfg)->int:
@@ -104,24 +109,45 @@ def monitoring(args, cfg)->int:
     from mlops_nb import monitor
     if args.command == 'monitoring':
         history = monitor.monitoring_history(cfg)
-        keep = [c for c in ('at', 'source', 'batch', 'version', 'rows', 'drifted', 'roc_auc', 'r2', 'alerts', 'retrained', 'run_id') if c in history.columns]
-        print(show(history.select(keep).with_columns(pl.col(c).list.join(', ') for c in ('drifted', 'alerts') if c in keep)) if history.height else 'nothing monitored yet')
+        keep = [c for c in ('at', 'source', 'batch', 'version', 'rows', 'labelled', 'drifted', 'roc_auc', 'r2', 'alerts', 'retrained', 'run_id')
+                if c in history.columns]
+        print(show(history.select(keep).with_columns(pl.col('retrained').cast(pl.String)) if 'retrained' in keep else history.select(keep))
+              if history.height else f"nothing monitored yet for {cfg['mlflow']['model_name']}")
         return 0
     with run_lock(Path(cfg['paths']['runs']), f'monitor-{new_run_id()}', wait=True):
         r = monitor.monitor_file(cfg, args.source, args.labels, args.retrain, args.param)
     print(f"{r['source']}: {r['accepted']} rows monitored, {r['quarantined']} quarantined, against {r['model']} v{r['version']} ({r['backend']} backend)")
-    print(show(pl.DataFrame(r['drift']).select('column', 'test', 'p_adjusted', 'psi', 'unseen', 'null_rate_reference', 'null_rate_batch', 'drifted')))
-    if r['performance']: print(show(pl.DataFrame([r['performance']])))
-    if r.get('retraining', {}).get('skipped'): print(f"retraining skipped: {r['retraining']['skipped']}")
+    if r.get('nothing_to_monitor'): print(r['nothing_to_monitor'])
+    else: print(show(pl.DataFrame(r['drift']).select('column', 'test', 'p_adjusted', 'psi', 'unseen', 'null_rate_reference', 'null_rate_batch', 'drifted')))
+    perf = r['performance'] or {}
+    if perf.get('too_few_rows') or perf.get('undefined'): print(f"performance: {perf.get('too_few_rows') or perf.get('undefined')}")
+    elif perf: print(show(pl.DataFrame([perf])))
+    if (r.get('retraining') or {}).get('skipped'): print(f"retraining skipped: {r['retraining']['skipped']}")
     elif r.get('retraining'):
         t = r['retraining']
         print(f"retrained: v{t['version']} {'promoted to champion' if t['promoted'] else 'refused by the gate: ' + '; '.join(t['refused'])}")
     print(f"record: {Path(cfg['paths']['runs'])/r['run_id']}")
     return 3 if r['alerts'] else 0
 
+def commands()->set[str]:
+    "The subcommands `mlops-nb` offers."
+    return set(next(a for a in parser()._actions if a.dest == 'command').choices)
+
+def init(args)->int:
+    "Write mlops.toml for the user's data file; its exit code."
+    from mlops_nb.data import init_config
+    root = Path(args.root or '.').resolve()
+    path = root/'mlops.toml'
+    if path.exists() and not args.force: raise ConfigError(f"{path} exists already: edit it, or pass --force to replace it")
+    path.write_text(init_config(args.source, root))
+    print(path.read_text())
+    print(f"wrote {path}: review it, then run `mlops-nb run`")
+    return 0
+
 def registry(args)->int:
     "The registry commands; their exit code."
     from mlops_nb import register
+    if args.command == 'init': return init(args)
     cfg = load_config(args.root)
     register.use_mlflow(cfg)
     if args.command in ('score', 'serve', 'deployed'): return deployment(args, cfg)
@@ -139,7 +165,7 @@ def registry(args)->int:
         return 1 if any(p['error'] for p in site['pages']) else 0
     if args.command == 'scorecard':
         from mlops_nb.scorecard import levels, scorecard
-        card = scorecard(cfg)
+        card = scorecard(cfg, commands())
         print(show(card.drop('optional')))
         print(', '.join(f'{fw} level {n}' for fw, n in levels(card).items()))
         return 0
@@ -150,14 +176,29 @@ def registry(args)->int:
         print(f"{entry['model']}@champion: v{entry['from']} -> v{entry['to']} ({entry['kind']}: {entry['reason']})")
     elif args.command == 'lineage':
         links = register.lineage(cfg, args.ref or f"{cfg['mlflow']['model_name']}@champion")
-        print(show(pl.DataFrame(links)))
-        return 0 if all(l['resolves'] for l in links) else 1
+        print(show(pl.DataFrame(links).with_columns(pl.col('resolves').cast(pl.String).fill_null('not applicable'))))
+        return 0 if all(l['resolves'] is not False for l in links if l['kept'] in ('registry', 'git')) else 1
     else:
         result = register.reproduce(cfg, args.run_id)
         print(show(pl.DataFrame(result['compared'])))
         print(f"run {args.run_id}: {'identical predictions and metrics' if result['identical'] else 'DIFFERENT: see the rows marked false'}")
         return 0 if result['identical'] else 1
     return 0
+
+def explain(e:Exception)->str|None:
+    "What went wrong, in words, for the errors a user can fix; None for a bug, which should show its traceback."
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+    uri = os.environ.get('MLFLOW_TRACKING_URI')
+    if isinstance(e, MlflowException):
+        text = e.message
+        if any(s in text for s in ('Max retries exceeded', 'Connection refused', 'Failed to establish', 'ConnectionError')):
+            return f"the tracking server{f' at {uri}' if uri else ''} cannot be reached: start it, or point MLFLOW_TRACKING_URI at a running one ({text.splitlines()[0][:200]})"
+        return text
+    if isinstance(e, RequestException): return f"the tracking server{f' at {uri}' if uri else ''} cannot be reached: {type(e).__name__}"
+    if isinstance(e, PermissionError): return f"cannot write {e.filename}: permission denied; run from a folder you can write to, or fix its permissions"
+    if isinstance(e, (ConfigError, ValueError, LookupError, OSError, RunLocked)): return str(e)
+    return None
 
 def main(argv:list[str]|None=None # arguments; `sys.argv[1:]` by default
         )->int:
@@ -166,15 +207,15 @@ def main(argv:list[str]|None=None # arguments; `sys.argv[1:]` by default
     try: register_kernel()
     except OSError as e: print(f'mlops-nb: note: could not register the Jupyter kernel ({e})', file=sys.stderr)
     if args.command != 'run':
-        from mlflow.exceptions import MlflowException
         try: return registry(args)
-        except (ConfigError, ValueError, FileNotFoundError, MlflowException) as e:
-            print(f'mlops-nb: error: {getattr(e, "message", e)}', file=sys.stderr)
+        except Exception as e:
+            if (message := explain(e)) is None: raise
+            print(f'mlops-nb: error: {message}', file=sys.stderr)
             return 2
     try:
         manifest = run_pipeline(args.root, args.config, args.param, args.force, args.only, args.start, args.wait)
-    except (ConfigError, RunLocked) as e:
-        print(f'mlops-nb: error: {e}', file=sys.stderr)
+    except (ConfigError, RunLocked, OSError) as e:
+        print(f'mlops-nb: error: {explain(e) or e}', file=sys.stderr)
         return 2
     except StageFailed as e:
         print(f'mlops-nb: {e}', file=sys.stderr)

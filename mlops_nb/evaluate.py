@@ -15,10 +15,11 @@ from sklearn.metrics import (average_precision_score, brier_score_loss, f1_score
                              roc_auc_score, root_mean_squared_error)
 
 from .core import StageContext
-from .train import labelled, predict, predictions_digest, use_mlflow
+from .train import TRAINING_DATA, labelled, predict, predictions_digest, run_artifact, use_mlflow
 
 # %% auto #0
-__all__ = ['MAIN_METRIC', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks', 'champion_version', 'rows_learned',
+__all__ = ['MAIN_METRIC', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks', 'champion_version', 'training_ids',
+           'rows_learned', 'monitoring_experiment', 'monitored_batches', 'newer_labelled', 'compare', 'comparable',
            'gate', 'evaluate_stage']
 
 # %% ../nbs/30_evaluate.ipynb #4928ac82
@@ -94,89 +95,174 @@ def champion_version(name:str # registered model name
         raise
 
 # %% ../nbs/30_evaluate.ipynb #fcb0d577
-def rows_learned(version, # a registered model version, with the `mlops_nb.data_path` tag
-                 ids:pl.Series, # the ids of the holdout's rows
-                )->int:
-    "How many of `ids` the version's training snapshot holds; 0 when it has no recorded snapshot."
+def training_ids(cfg:dict, # project configuration
+                 version, # a registered model version
+                 id_column:str, # the id column
+                )->pl.Series|None:
+    "The ids of the rows a model version learned from, or None when they are not known."
     path = version.tags.get('mlops_nb.data_path')
-    if not path or not Path(path).exists() or ids.name not in pl.read_parquet_schema(path): return 0
-    return int(ids.is_in(pl.read_parquet(path, columns=[ids.name])[ids.name].implode()).sum())
+    if not path or not Path(path).exists():
+        try: path = run_artifact(cfg, version.tags.get('mlops_nb.mlflow_run_id') or version.run_id, TRAINING_DATA)
+        except (MlflowException, OSError): return None
+    return pl.read_parquet(path, columns=[id_column])[id_column] if id_column in pl.read_parquet_schema(path) else None
 
-# %% ../nbs/30_evaluate.ipynb #2376e9f6
-def gate(task:str, # classification or regression
-         challenger:dict, # the challenger's holdout metrics
-         champion:dict|None, # the champion's metrics on the same holdout, or None
-         slices:pl.DataFrame, # slice metrics: `slice`, `challenger`, `champion` columns
-         leakage:list, # features flagged for leakage in training
-         behaviour:list, # behavioural checks
-         minimum:float, # the main metric the challenger must reach
-         max_drop:float, # largest drop of the main metric allowed against the champion
-         max_relative_drop:float, # largest drop relative to the champion's value
-         max_slice_drop:float, # largest drop of the main metric allowed in any slice
-        )->dict:
-    "The gate's verdict, `passed`, and one line per check."
-    m = MAIN_METRIC[task]
-    c = challenger[m]
-    checks = [(c >= minimum, f"{m} {c:.4f} {'>=' if c >= minimum else '<'} minimum {minimum:.4f}")]
-    if champion:
-        drop = champion[m] - c
-        rel = drop / abs(champion[m]) if champion[m] else 0.0
-        checks += [(drop <= max_drop, f"{m} {c:.4f} vs champion {champion[m]:.4f}: drop {drop:.4f} {'<=' if drop <= max_drop else '>'} allowed {max_drop:.4f}"),
-                   (rel <= max_relative_drop, f"relative drop {rel:.2%} {'<=' if rel <= max_relative_drop else '>'} allowed {max_relative_drop:.2%}")]
-        compared = slices.filter(pl.col('champion').is_not_null() & pl.col('challenger').is_not_null())
-        if compared.height:
-            worst = compared.with_columns((pl.col('champion') - pl.col('challenger')).alias('drop')).sort('drop', descending=True).row(0, named=True)
-            checks.append((worst['drop'] <= max_slice_drop, f"worst slice {worst['slice']}: {m} drop {worst['drop']:.4f} {'<=' if worst['drop'] <= max_slice_drop else '>'} allowed {max_slice_drop:.4f}"))
-    else: checks.append((True, 'no comparable champion: the absolute minimum decides'))
-    checks.append((not leakage, f"leakage: {', '.join(leakage)} alone predict(s) the target" if leakage else 'leakage: no feature flagged'))
-    checks += [(b['passed'], f"{b['check']} ({b['detail']})") for b in behaviour]
-    return {'passed': all(ok for ok, _ in checks), 'checks': [{'passed': ok, 'reason': why} for ok, why in checks]}
+def rows_learned(learned:pl.Series|None, # ids a model learned from, from `training_ids`
+                 ids:pl.Series, # the ids of the rows to compare on
+                )->int:
+    "How many of `ids` a model learned from; 0 when that is not known."
+    return 0 if learned is None else int(ids.is_in(learned.implode()).sum())
 
-# %% ../nbs/30_evaluate.ipynb #f760730e
+# %% ../nbs/30_evaluate.ipynb #24eb62c4
+def monitoring_experiment(cfg:dict)->str:
+    "The MLflow experiment that keeps the monitoring history of the project's model."
+    return f"{cfg['mlflow']['model_name']}-monitoring"
+
+def monitored_batches(cfg:dict, # project configuration
+                      labelled_only:bool=True, # only batches whose labels had arrived
+                     )->list:
+    "The MLflow runs of monitored batches, newest first."
+    use_mlflow(cfg)
+    exp = mlflow.get_experiment_by_name(monitoring_experiment(cfg))
+    if exp is None: return []
+    where = "tags.`mlops_nb.labelled` = 'True'" if labelled_only else ''
+    return MlflowClient().search_runs([exp.experiment_id], where, order_by=['attributes.start_time DESC'], max_results=1000)
+
+def newer_labelled(cfg:dict, data:dict)->list[tuple[str, pl.DataFrame]]:
+    "Labelled batches to compare on, newest first: monitored ones, then the data record's production batches."
+    out = []
+    for r in monitored_batches(cfg):
+        try: out.append((f"monitored batch {r.data.tags.get('mlops_nb.batch', r.info.run_id)}",
+                         pl.read_parquet(run_artifact(cfg, r.info.run_id, 'batch.parquet'))))
+        except (MlflowException, OSError): continue
+    return out + [(f"production batch {b['name']}", pl.read_parquet(b['path'])) for b in reversed(data['outputs']['batches'])]
+
+# %% ../nbs/30_evaluate.ipynb #fd6ad1b1
 def _side_by_side(ch:pl.DataFrame, champ:pl.DataFrame|None, metric:str)->pl.DataFrame:
     "Challenger and champion slice metrics in one table."
     out = ch.rename({metric: 'challenger'})
     if champ is None: return out.with_columns(pl.lit(None, pl.Float64).alias('champion'))
     return out.join(champ.select('slice', pl.col(metric).alias('champion')), on='slice', how='left')
 
+def compare(challenger, # the challenger model
+            champion, # the champion model, or None
+            df:pl.DataFrame, # the rows to score both on
+            schema:dict, # the data record's schema
+            p:dict, # the evaluate stage's parameters: threshold, slices, min_slice_rows, directional
+           )->dict:
+    "Both models' metrics on `df`, their slices side by side, and the challenger's behaviour."
+    task, m = schema['task'], MAIN_METRIC[schema['task']]
+    X, y = labelled(df, schema)
+    pred = predict(challenger, X)
+    cols = [c for c in p['slices'] if c in X.columns] or schema['categorical']
+    scores, champ_slices = {'challenger': metrics(task, y, pred, p['threshold'])}, None
+    if champion is not None:
+        champ_pred = predict(champion, X)
+        scores['champion'] = metrics(task, y, champ_pred, p['threshold'])
+        champ_slices = slice_metrics(task, X, y, champ_pred, cols, p['min_slice_rows'])
+    behaviour = behaviour_checks(challenger, X, y, {c: w for c, w in p['directional'].items() if c in X.columns})
+    return {'rows': len(y), 'scores': scores, 'slices': _side_by_side(slice_metrics(task, X, y, pred, cols, p['min_slice_rows']), champ_slices, m),
+            'behaviour': behaviour, 'pred': pred, 'y': y}
+
+# %% ../nbs/30_evaluate.ipynb #766d539e
+def comparable(df:pl.DataFrame, schema:dict, learned:list, min_rows:int)->str|None:
+    "Why `df` cannot judge the models whose training ids are `learned`, or None when it can."
+    rows = df.filter(pl.col(schema['target']).is_not_null())
+    if rows.height < min_rows: return f'{rows.height} labelled rows, fewer than {min_rows}'
+    if schema['task'] == 'classification' and rows[schema['target']].n_unique() < 2: return 'a single class'
+    if schema['id'] in rows.columns and any(rows_learned(ids, rows[schema['id']]) for ids in learned): return 'a model learned from it'
+    return None
+
+# %% ../nbs/30_evaluate.ipynb #2376e9f6
+def gate(task:str, # classification or regression
+         challenger:dict, # the challenger's metrics on the data the models are compared on
+         champion:dict|None, # the champion's metrics on the same data, or None
+         slices:pl.DataFrame, # slice metrics: `slice`, `challenger`, `champion` columns
+         leakage:list, # what training found as leakage, in words
+         behaviour:list, # behavioural checks
+         minimum:float, # the main metric the challenger must reach
+         max_drop:float, # largest drop of the main metric allowed against the champion
+         max_relative_drop:float, # largest drop relative to the champion's value
+         max_slice_drop:float, # largest drop of the main metric allowed in any slice
+         holdout:dict|None=None, # the challenger's holdout metrics, for the minimum, when the comparison is on other data
+         compared_on:str='the holdout', # the data the comparison is on, for the reasons
+        )->dict:
+    "The gate's verdict, `passed`, and one line per check."
+    m = MAIN_METRIC[task]
+    c, h = challenger[m], (holdout or challenger)[m]
+    checks = [(h >= minimum, f"{m} {h:.4f} on the holdout {'>=' if h >= minimum else '<'} minimum {minimum:.4f}")]
+    if champion:
+        drop = champion[m] - c
+        rel = drop / abs(champion[m]) if champion[m] else 0.0
+        checks += [(drop <= max_drop, f"on {compared_on}: {m} {c:.4f} vs champion {champion[m]:.4f}: drop {drop:.4f} "
+                                      f"{'<=' if drop <= max_drop else '>'} allowed {max_drop:.4f}"),
+                   (rel <= max_relative_drop, f"relative drop {rel:.2%} {'<=' if rel <= max_relative_drop else '>'} allowed {max_relative_drop:.2%}")]
+        compared = slices.filter(pl.col('champion').is_not_null() & pl.col('challenger').is_not_null())
+        if compared.height:
+            worst = compared.with_columns((pl.col('champion') - pl.col('challenger')).alias('drop')).sort('drop', descending=True).row(0, named=True)
+            checks.append((worst['drop'] <= max_slice_drop, f"worst slice {worst['slice']}: {m} drop {worst['drop']:.4f} "
+                                                            f"{'<=' if worst['drop'] <= max_slice_drop else '>'} allowed {max_slice_drop:.4f}"))
+    else: checks.append((True, 'no comparable champion: the absolute minimum decides'))
+    checks += [(False, f'leakage: {finding}') for finding in leakage] or [(True, 'leakage: none found')]
+    checks += [(b['passed'], f"{b['check']} ({b['detail']})") for b in behaviour]
+    return {'passed': all(ok for ok, _ in checks), 'checks': [{'passed': ok, 'reason': why} for ok, why in checks]}
+
+# %% ../nbs/30_evaluate.ipynb #f760730e
+def _baseline(data:dict, schema:dict, n:int)->np.ndarray:
+    "The constant prediction: the reference's positive rate, or its mean value."
+    if schema['task'] == 'classification': return np.full(n, data['metrics']['reference_positive_rate'])
+    return np.full(n, float(labelled(pl.read_parquet(data['outputs']['reference']['path']), schema)[1].mean()))
+
+def _compared(cfg:dict, data:dict, schema:dict, holdout_df:pl.DataFrame, champ, p:dict)->tuple:
+    "Where challenger and champion can be compared fairly: `(name, frame, why)`, or `(None, None, why not)`."
+    learned = [training_ids(cfg, champ, schema['id']), pl.read_parquet(data['outputs']['reference']['path'])[schema['id']]
+               if schema['id'] in pl.read_parquet_schema(data['outputs']['reference']['path']) else None]
+    n = rows_learned(learned[0], holdout_df[schema['id']]) if schema['id'] in holdout_df.columns else 0
+    if not n: return 'the holdout', holdout_df, None
+    why = f"champion v{champ.version} learned from {n} of the {holdout_df.height} holdout rows (it was retrained on newer data)"
+    refused = []
+    for name, df in newer_labelled(cfg, data):
+        if (problem := comparable(df, schema, learned, p['min_compare_rows'])) is None: return name, df, f'{why}, so they are compared on {name}'
+        refused.append(f'{name}: {problem}')
+    return None, None, (f"{why}, and no labelled batch that neither model learned from has {p['min_compare_rows']} labelled rows "
+                        f"({'; '.join(refused[:4]) or 'no newer batch at all'}); monitor a newer labelled batch "
+                        "(mlops-nb monitor FILE --labels LABELS) and run again, or promote by hand (mlops-nb promote)")
+
+# %% ../nbs/30_evaluate.ipynb #53f8378d
 def evaluate_stage(ctx:StageContext # where the stage runs, with the gate's thresholds declared below
                   )->dict:
-    "Score the challenger, the baseline and the champion on the holdout; the gate's record."
+    "Score the challenger and the baseline on the holdout, compare with the champion where that is fair; the gate's record."
     p, data, train = ctx.params, ctx.upstream('data'), ctx.upstream('train')
     schema, holdout, model_info = data['schema'], data['outputs']['holdout'], train['outputs']['model']
-    task, m = schema['task'], MAIN_METRIC[schema['task']]
+    task = schema['task']
     use_mlflow(ctx.cfg)
     holdout_df = pl.read_parquet(holdout['path'])
-    X, y = labelled(holdout_df, schema)
-    if len(y) == 0: raise ValueError('the holdout window has no labelled rows to evaluate on')
+    if holdout_df[schema['target']].drop_nulls().len() == 0: raise ValueError('the holdout window has no labelled rows to evaluate on')
     model = mlflow.sklearn.load_model(model_info['uri'])
-    pred = predict(model, X)
-    mean = data['metrics']['reference_positive_rate'] if task == 'classification' else float(labelled(pl.read_parquet(data['outputs']['reference']['path']), schema)[1].mean())
-    scores = {'challenger': metrics(task, y, pred, p['threshold']), 'baseline': metrics(task, y, np.full(len(y), mean), p['threshold'])}
-    slices = [c for c in p['slices'] if c in X.columns] or schema['categorical']
-    ch_slices, champ_slices, champ, note, unfair = slice_metrics(task, X, y, pred, slices, p['min_slice_rows']), None, champion_version(ctx.cfg['mlflow']['model_name']), None, None
+    on_holdout = compare(model, None, holdout_df, schema, p)
+    scores = {'challenger': on_holdout['scores']['challenger'],
+              'baseline': metrics(task, on_holdout['y'], _baseline(data, schema, on_holdout['rows']), p['threshold'])}
+    champ, where, note, comparison = champion_version(ctx.cfg['mlflow']['model_name']), 'the holdout', None, on_holdout
     if champ:
         champion = mlflow.sklearn.load_model(f'models:/{champ.name}/{champ.version}')
-        missing = sorted(set(getattr(champion, 'feature_names_in_', [])) - set(X.columns))
-        learned = rows_learned(champ, holdout_df[schema['id']]) if schema['id'] in holdout_df.columns else 0
-        if missing: note = f"champion v{champ.version} needs column(s) {missing} that this data no longer has, so it cannot be scored on this holdout"
-        elif learned: unfair = (f"champion v{champ.version} learned from {learned} of the {holdout_df.height} holdout rows (it was retrained on newer data), "
-                                "so no fair comparison is possible here: a model may replace it only by hand (mlops-nb promote)")
+        missing = sorted(set(getattr(champion, 'feature_names_in_', [])) - set(holdout_df.columns))
+        if missing: note = f"champion v{champ.version} needs column(s) {missing} that this data no longer has, so it cannot be compared"
         else:
-            champ_pred = predict(champion, X)
-            scores['champion'] = metrics(task, y, champ_pred, p['threshold'])
-            champ_slices = slice_metrics(task, X, y, champ_pred, slices, p['min_slice_rows'])
-    sliced = _side_by_side(ch_slices, champ_slices, m)
-    behaviour = behaviour_checks(model, X, y, {c: w for c, w in p['directional'].items() if c in X.columns})
-    verdict = gate(task, scores['challenger'], scores.get('champion'), sliced, train['leakage']['flagged'], behaviour,
-                   p['min_roc_auc'] if task == 'classification' else p['min_r2'], p['max_drop'], p['max_relative_drop'], p['max_slice_drop'])
-    if note: verdict['checks'].insert(1, {'passed': True, 'reason': note})
-    if unfair: verdict = {'passed': False, 'checks': [verdict['checks'][0], {'passed': False, 'reason': unfair}, *verdict['checks'][2:]]}
+            where, df, note = _compared(ctx.cfg, data, schema, holdout_df, champ, p)
+            if where: comparison = compare(model, champion, df, schema, p)
+            if where == 'the holdout': scores['champion'] = comparison['scores']['champion']
+    verdict = gate(task, comparison['scores']['challenger'], comparison['scores'].get('champion'), comparison['slices'],
+                   train['leakage']['findings'], on_holdout['behaviour'], p['min_roc_auc'] if task == 'classification' else p['min_r2'],
+                   p['max_drop'], p['max_relative_drop'], p['max_slice_drop'], scores['challenger'], where or 'the holdout')
+    if note: verdict['checks'].insert(1, {'passed': where is not None, 'reason': note})
+    verdict['passed'] = all(c['passed'] for c in verdict['checks'])
     with mlflow.start_run(run_id=model_info['mlflow_run_id']):
         mlflow.log_metrics({f'holdout_{k}': v for k, v in scores['challenger'].items()})
     return {'inputs': {'holdout': holdout['digest'], 'model': model_info['uri']},
-            'outputs': {'holdout_predictions_digest': predictions_digest(pred)},
-            'task': task, 'scores': scores, 'slices': sliced.to_dicts(), 'behaviour': behaviour,
+            'outputs': {'holdout_predictions_digest': predictions_digest(on_holdout['pred'])},
+            'task': task, 'scores': scores, 'slices': comparison['slices'].to_dicts(), 'behaviour': on_holdout['behaviour'],
             'champion_version': champ.version if champ else None, 'gate': verdict,
-            'curve': {'y': y[:5000].tolist(), 'pred': np.round(pred[:5000], 6).tolist()},
-            'metrics': {**{f'holdout_{k}': v for k, v in scores['challenger'].items()}, 'holdout_rows': len(y), 'gate_passed': verdict['passed']}}
+            'comparison': {'on': where, 'rows': comparison['rows'] if where else 0, 'note': note,
+                           'scores': comparison['scores'] if where and champ else None},
+            'curve': {'y': on_holdout['y'][:5000].tolist(), 'pred': np.round(on_holdout['pred'][:5000], 6).tolist()},
+            'metrics': {**{f'holdout_{k}': v for k, v in scores['challenger'].items()}, 'holdout_rows': on_holdout['rows'],
+                        'gate_passed': verdict['passed']}}

@@ -67,11 +67,18 @@ def stage_key(cfg:dict, stage:str, params:dict, records:dict, code:str, env:dict
             'params': params, 'inputs': {n: digest_of(records[n].get('outputs', {})) for n in cfg['stages'][stage]['needs']}}
 
 # %% ../nbs/70_pipeline.ipynb #84400c9d
-def record_still_valid(record:dict)->str|None:
-    "Why `record`'s result can no longer be reused (a source file changed, an output is gone), or None."
+def record_still_valid(record:dict, # an earlier result's record
+                       cfg:dict|None=None, # the project's configuration, to check aliases the record depends on
+                      )->str|None:
+    "Why `record`'s result can no longer be reused (a source file changed, an alias moved, an output is gone), or None."
     for name, inp in record.get('inputs', {}).items():
         if isinstance(inp, dict) and 'path' in inp:
             if not Path(inp['path']).exists() or file_digest(inp['path']) != inp['digest']: return f'source file changed: {name}'
+        if isinstance(inp, dict) and 'alias' in inp and cfg:
+            from mlops_nb.register import alias_version, use_mlflow
+            use_mlflow(cfg)
+            if (now := alias_version(inp['model'], inp['alias'])) != inp['version']:
+                return f"{inp['model']}@{inp['alias']} moved: v{inp['version']} -> v{now}"
     for name, out in record.get('outputs', {}).items():
         if isinstance(out, dict) and 'path' in out and not Path(out['path']).exists(): return f'output gone: {name}'
     return None
@@ -97,7 +104,9 @@ def _differences(key, old):
 
 def cache_decision(runs:list[dict], # earlier manifests, newest first
                    runs_dir:Path, # where their folders are
-                   stage:str, key:dict)->tuple:
+                   stage:str, key:dict,
+                   cfg:dict|None=None, # the project's configuration, to check aliases
+                  )->tuple:
     "`((run id, folder), None)` for a reusable earlier result of `stage`, else `(None, why it must run)`."
     latest = None
     for m in runs:
@@ -108,7 +117,7 @@ def cache_decision(runs:list[dict], # earlier manifests, newest first
         source = entry.get('cached_from') or m['run_id']
         record_path = runs_dir/m['run_id']/f"{Path(entry['notebook']).stem}.json"
         if not record_path.exists(): continue
-        stale = record_still_valid(json.loads(record_path.read_text()))
+        stale = record_still_valid(json.loads(record_path.read_text()), cfg)
         if stale: return None, stale
         return (source, runs_dir/m['run_id']), None
     if latest is None: return None, 'no earlier run'
@@ -372,7 +381,7 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
             if how == 'skip':
                 entry['status'] = 'not selected'; continue
             key = stage_key(cfg, name, values[name], records, manifest['code_digest'], manifest['environment'])
-            hit, why = cache_decision(runs, runs_dir, name, key)
+            hit, why = cache_decision(runs, runs_dir, name, key, cfg)
             if how == 'force': hit, why = None, 'forced'
             if how == 'reuse' and hit is None:
                 manifest.update(status='failed', error=f"stage '{name}' has no reusable earlier result ({why}); run the whole pipeline first")

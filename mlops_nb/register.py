@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_register.ipynb #85ed906a
 from __future__ import annotations
-import getpass, json, os, shutil, subprocess
+import getpass, json, os, secrets, shutil, subprocess, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,76 +13,142 @@ import polars as pl
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from .core import (StageContext, file_digest, frame_digest, notebook_parameters, run_stage_function, scratch_config,
-                           stage_notebook)
+from .contract import check_contract, read_contract
+from .core import StageContext, file_digest, frame_digest, notebook_parameters, run_stage_function, scratch_config, stage_notebook
 from .evaluate import MAIN_METRIC
-from .train import use_mlflow
+from .train import CONTRACT, DRIFT_REFERENCE, HYPERPARAMETERS, SCHEMA, TRAINING_DATA, run_artifact, use_mlflow
+
+try: import tomllib
+except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
-__all__ = ['LINEAGE_TAGS', 'ledger_path', 'read_ledger', 'alias_version', 'move_alias', 'promote', 'rollback', 'lineage_tags',
-           'register_stage', 'versions', 'lineage', 'reproduce']
+__all__ = ['ALIAS_EVENT', 'DEPLOYMENT_EVENT', 'LINEAGE_TAGS', 'ledger_path', 'deployments_path', 'record_event', 'events',
+           'alias_history', 'deployments', 'alias_version', 'move_alias', 'promote', 'rollback', 'lineage_tags',
+           'register_version', 'register_stage', 'project_contract', 'version_bundle', 'versions', 'lineage',
+           'reproduce']
 
 # %% ../nbs/40_register.ipynb #f5e1b244
-def ledger_path(cfg:dict)->Path:
-    "Where the alias ledger lives: beside the runs it records."
-    return Path(cfg['paths']['runs'])/'alias_ledger.jsonl'
+ALIAS_EVENT, DEPLOYMENT_EVENT = 'mlops_nb.alias.', 'mlops_nb.deployment.'
 
-def read_ledger(cfg:dict)->list[dict]:
-    "Every alias move recorded so far, oldest first."
-    p = ledger_path(cfg)
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+def ledger_path(cfg:dict)->Path: return Path(cfg['paths']['runs'])/'alias_ledger.jsonl'
+def deployments_path(cfg:dict)->Path: return Path(cfg['paths']['runs'])/'deployments.jsonl'
 
+def record_event(cfg:dict, # project configuration
+                 prefix:str, # ALIAS_EVENT or DEPLOYMENT_EVENT
+                 entry:dict, # the event
+                 mirror:Path, # the local JSON-lines file that mirrors the registry
+                )->dict:
+    "Keep `entry` as a tag of the project's registered model, and append it to the local mirror."
+    key = f"{prefix}{time.time_ns():020d}-{secrets.token_hex(3)}"
+    MlflowClient().set_registered_model_tag(cfg['mlflow']['model_name'], key, json.dumps(entry, default=str)[:4000])
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    with open(mirror, 'a') as f:
+        f.write(json.dumps(entry, default=str) + '\n'); f.flush(); os.fsync(f.fileno())
+    return entry
+
+def events(cfg:dict, prefix:str)->list[dict]:
+    "The project model's events of one kind, oldest first, as the registry holds them."
+    try: tags = MlflowClient().get_registered_model(cfg['mlflow']['model_name']).tags
+    except MlflowException as e:
+        if e.error_code == 'RESOURCE_DOES_NOT_EXIST': return []
+        raise
+    return [json.loads(tags[k]) for k in sorted(tags) if k.startswith(prefix)]
+
+def alias_history(cfg:dict)->list[dict]:
+    "Every alias move of the project's model, oldest first."
+    return events(cfg, ALIAS_EVENT)
+
+def deployments(cfg:dict)->list[dict]:
+    "Every deployment event of the project's model (promotions, rollbacks, checked swaps), oldest first."
+    return events(cfg, DEPLOYMENT_EVENT)
+
+# %% ../nbs/40_register.ipynb #d734f73b
 def alias_version(name:str, alias:str)->str|None:
     "The version behind `name@alias`, or None."
     try: return str(MlflowClient().get_model_version_by_alias(name, alias).version)
-    except MlflowException: return None
+    except MlflowException as e:
+        if e.error_code in ('RESOURCE_DOES_NOT_EXIST', 'INVALID_PARAMETER_VALUE', 'NOT_FOUND'): return None
+        raise
 
 def move_alias(cfg:dict, # project configuration
                alias:str, # the alias to move
                version:str|int, # the version it moves to
                reason:str, # why, in words
-               kind:str='promote', # what moved it: gate, promote, rollback or challenger
+               kind:str='promote', # what moved it: gate, promote, rollback, retrain or challenger
                run_id:str|None=None, # the pipeline run that moved it, if any
                gate_record:Path|str|None=None, # the gate record behind the move, if any
               )->dict:
-    "Point `alias` at `version`, append the move to the ledger and mirror it as a version tag; the ledger entry."
+    "Point `alias` at `version` and record the move in the registry (and its local mirror); the recorded entry."
     name, client = cfg['mlflow']['model_name'], MlflowClient()
     client.get_model_version(name, str(version))
     entry = {'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'model': name, 'alias': alias,
-             'from': alias_version(name, alias), 'to': str(version), 'who': getpass.getuser(), 'kind': kind, 'reason': reason, 'run_id': run_id,
-             'gate_record_digest': file_digest(gate_record) if gate_record else None}
+             'from': alias_version(name, alias), 'to': str(version), 'who': getpass.getuser(), 'kind': kind, 'reason': reason[:1000],
+             'run_id': run_id, 'gate_record_digest': file_digest(gate_record) if gate_record else None}
     client.set_registered_model_alias(name, alias, str(version))
-    ledger_path(cfg).parent.mkdir(parents=True, exist_ok=True)
-    with open(ledger_path(cfg), 'a') as f:
-        f.write(json.dumps(entry) + '\n'); f.flush(); os.fsync(f.fileno())
-    client.set_model_version_tag(name, str(version), f"mlops_nb.ledger.{len(read_ledger(cfg)):05d}",
-                                 f"{alias}: v{entry['from']} -> v{entry['to']} at {entry['at']} by {entry['who']}: {reason}")
+    try: record_event(cfg, ALIAS_EVENT, entry, ledger_path(cfg))
+    except Exception:
+        try:
+            if entry['from']: client.set_registered_model_alias(name, alias, entry['from'])
+            else: client.delete_registered_model_alias(name, alias)
+        finally: raise
+    if alias == 'champion' and entry['from'] != entry['to']:
+        record_event(cfg, DEPLOYMENT_EVENT, {'at': entry['at'], 'event': kind, 'model': name, 'version': entry['to'], 'replaced': entry['from'],
+                                             'who': entry['who'], 'reason': entry['reason'], 'run_id': run_id}, deployments_path(cfg))
     return entry
 
 # %% ../nbs/40_register.ipynb #46b9f125
 def promote(cfg:dict, version:str|int, reason:str='promoted by hand')->dict:
-    "Make `version` the champion; the ledger entry."
+    "Make `version` the champion; the recorded move."
     return move_alias(cfg, 'champion', version, reason, 'promote')
 
 def rollback(cfg:dict, reason:str='rolled back by hand')->dict:
-    "Move the champion back to the version it replaced; the ledger entry."
+    "Move the champion back to the version it replaced; the recorded move."
     name = cfg['mlflow']['model_name']
     current = alias_version(name, 'champion')
-    moves = [e for e in read_ledger(cfg) if e['model'] == name and e['alias'] == 'champion' and e['to'] == current and e['from'] != current and e['kind'] != 'rollback']
-    if not moves or not moves[-1]['from']: raise ValueError(f"the ledger records no champion before v{current} of {name}: nothing to roll back to")
+    if current is None: raise ValueError(f"{name} has no champion to roll back")
+    moves = [e for e in alias_history(cfg) if e['alias'] == 'champion' and e['to'] == current and e['from'] != current and e['kind'] != 'rollback']
+    if not moves or not moves[-1]['from']: raise ValueError(f"the alias history records no champion before v{current} of {name}: nothing to roll back to")
     return move_alias(cfg, 'champion', moves[-1]['from'], reason, 'rollback')
 
 # %% ../nbs/40_register.ipynb #bce105a2
-def lineage_tags(ctx:StageContext, # where the stage runs
-                 data:dict, train:dict, evaluate:dict, # the upstream records
+def lineage_tags(run_id:str, # the pipeline run
+                 run_dir:Path, # its folder
+                 git:dict, # the git state it trained on
+                 snapshot:dict, # the training data's snapshot: `digest`, `path`
+                 mlflow_run_id:str, # the training run in MLflow
+                 gate:dict, # the gate's verdict
+                 gate_record:Path, # the file holding it
+                 holdout:dict, # the challenger's metrics on its holdout
+                 task:str, # classification or regression
+                 **more, # further tags, such as the retraining trigger
                 )->dict:
     "Tags linking a model version to its run, commit, data, MLflow run, reports and gate record."
-    return {'mlops_nb.run_id': ctx.run_id, 'mlops_nb.git_commit': str(train['git']['commit']), 'mlops_nb.git_dirty': str(train['git']['dirty']),
-            'mlops_nb.data_digest': data['outputs']['reference']['digest'], 'mlops_nb.data_path': data['outputs']['reference']['path'],
-            'mlops_nb.mlflow_run_id': train['outputs']['model']['mlflow_run_id'], 'mlops_nb.run_dir': str(ctx.run_dir),
-            'mlops_nb.gate_passed': str(evaluate['gate']['passed']), 'mlops_nb.gate_record': str(ctx.record_path('evaluate')),
-            'mlops_nb.gate_record_digest': file_digest(ctx.record_path('evaluate')),
-            f"mlops_nb.holdout_{MAIN_METRIC[evaluate['task']]}": str(evaluate['scores']['challenger'][MAIN_METRIC[evaluate['task']]])}
+    m = MAIN_METRIC[task]
+    return {'mlops_nb.run_id': run_id, 'mlops_nb.git_commit': str(git['commit']), 'mlops_nb.git_dirty': str(git['dirty']),
+            'mlops_nb.data_digest': snapshot['digest'], 'mlops_nb.data_path': snapshot['path'], 'mlops_nb.mlflow_run_id': mlflow_run_id,
+            'mlops_nb.run_dir': str(run_dir), 'mlops_nb.gate_passed': str(gate['passed']), 'mlops_nb.gate_record': str(gate_record),
+            'mlops_nb.gate_record_digest': file_digest(gate_record), f'mlops_nb.holdout_{m}': str(holdout[m]), **more}
+
+# %% ../nbs/40_register.ipynb #d254eca9
+def register_version(cfg:dict, # project configuration
+                     model_uri:str, # the logged model
+                     tags:dict, # lineage tags, from `lineage_tags`
+                     passed:bool, # whether the gate passed
+                     reason:str, # why the champion moves, when it does
+                     kind:str='gate', # what moves the champion: gate or retrain
+                     run_id:str|None=None, # the pipeline run
+                    )->dict:
+    "Register (or find again) the version of a training run, make it the challenger, and the champion if it passed."
+    name, client = cfg['mlflow']['model_name'], MlflowClient()
+    found = client.search_model_versions(f"name = '{name}' and tags.`mlops_nb.mlflow_run_id` = '{tags['mlops_nb.mlflow_run_id']}'")
+    mv = found[0] if found else mlflow.register_model(model_uri, name, tags=tags)
+    if not found: client.log_artifact(tags['mlops_nb.mlflow_run_id'], tags['mlops_nb.gate_record'], 'gate')
+    record, moves = tags['mlops_nb.gate_record'], []
+    if alias_version(name, 'challenger') != str(mv.version):
+        moves.append(move_alias(cfg, 'challenger', mv.version, 'newest trained model', 'challenger', run_id, record))
+    if passed and alias_version(name, 'champion') != str(mv.version):
+        moves.append(move_alias(cfg, 'champion', mv.version, reason, kind, run_id, record))
+    return {'name': name, 'version': str(mv.version), 'registered_before': bool(found), 'moves': moves}
 
 # %% ../nbs/40_register.ipynb #41434d69
 def register_stage(ctx:StageContext # where the stage runs
@@ -90,18 +156,59 @@ def register_stage(ctx:StageContext # where the stage runs
     "Register the trained model with its lineage; `challenger` always, `champion` if the gate passed."
     data, train, evaluate = ctx.upstream('data'), ctx.upstream('train'), ctx.upstream('evaluate')
     use_mlflow(ctx.cfg)
-    name, gate_record = ctx.cfg['mlflow']['model_name'], ctx.record_path('evaluate')
+    name, model, passed = ctx.cfg['mlflow']['model_name'], train['outputs']['model'], evaluate['gate']['passed']
     before = alias_version(name, 'champion')
-    mv = mlflow.register_model(train['outputs']['model']['uri'], name, tags=lineage_tags(ctx, data, train, evaluate))
-    moves = [move_alias(ctx.cfg, 'challenger', mv.version, 'newest trained model', 'challenger', ctx.run_id, gate_record)]
-    passed = evaluate['gate']['passed']
-    if passed: moves.append(move_alias(ctx.cfg, 'champion', mv.version, 'gate passed', 'gate', ctx.run_id, gate_record))
+    tags = lineage_tags(ctx.run_id, ctx.run_dir, train['git'], data['outputs']['reference'], model['mlflow_run_id'], evaluate['gate'],
+                        ctx.record_path('evaluate'), evaluate['scores']['challenger'], evaluate['task'])
+    done = register_version(ctx.cfg, model['uri'], tags, passed, 'gate passed', 'gate', ctx.run_id)
     after = alias_version(name, 'champion')
-    return {'inputs': {'model': train['outputs']['model']['uri'], 'gate_passed': passed},
-            'outputs': {'model': {'name': name, 'version': mv.version, 'uri': f'models:/{name}/{mv.version}'}},
-            'champion': {'before': before, 'after': after}, 'moves': moves,
+    return {'inputs': {'model': model['uri'], 'gate_passed': passed},
+            'outputs': {'model': {'name': name, 'version': done['version'], 'uri': f"models:/{name}/{done['version']}"}},
+            'champion': {'before': before, 'after': after}, 'moves': done['moves'], 'registered_before': done['registered_before'],
             'refused': [c['reason'] for c in evaluate['gate']['checks'] if not c['passed']],
-            'metrics': {'version': int(mv.version), 'champion': int(after) if after else None, 'promoted': passed}}
+            'metrics': {'version': int(done['version']), 'champion': int(after) if after else None, 'promoted': passed}}
+
+# %% ../nbs/40_register.ipynb #d0cb97c6
+def _version(cfg:dict, ref:str|int)->object:
+    "The model version named by an alias or a number."
+    name, client = cfg['mlflow']['model_name'], MlflowClient()
+    try: return client.get_model_version(name, str(ref)) if str(ref).isdigit() else client.get_model_version_by_alias(name, str(ref))
+    except MlflowException as e:
+        if e.error_code in ('RESOURCE_DOES_NOT_EXIST', 'INVALID_PARAMETER_VALUE', 'NOT_FOUND'):
+            what = f'version {ref}' if str(ref).isdigit() else f"a version with the alias '{ref}'"
+            raise LookupError(f"{name} has no {what} in the registry at {cfg['mlflow']['tracking_uri']}: run `mlops-nb run` first") from None
+        raise
+
+def project_contract(cfg:dict)->dict|None:
+    "The project's data contract file, or None before the data stage has written one."
+    path = Path(cfg['paths']['contracts'])/cfg['stages']['data']['params'].get('contract', 'contract.toml')
+    return read_contract(path) if path.exists() else None
+
+def version_bundle(cfg:dict, # project configuration
+                   ref:str|int='champion', # an alias or a version number
+                   load:bool=True, # load the model too
+                  )->dict:
+    "The model version, and what it needs to score, serve, be monitored and be retrained."
+    use_mlflow(cfg)
+    mv = _version(cfg, ref)
+    run_id = mv.tags.get('mlops_nb.mlflow_run_id') or mv.run_id
+    try: schema, reference = (json.loads(run_artifact(cfg, run_id, n).read_text()) for n in (SCHEMA, DRIFT_REFERENCE))
+    except (MlflowException, OSError):
+        raise LookupError(f"{mv.name} v{mv.version} was registered before its schema and drift reference were stored with it: "
+                          "run `mlops-nb run --from train` to register a version that has them") from None
+    contract = project_contract(cfg)
+    if contract is None:
+        try: contract = check_contract(tomllib.loads(run_artifact(cfg, run_id, CONTRACT).read_text()), f'the contract of {mv.name} v{mv.version}')
+        except (MlflowException, OSError): contract = None
+    params, m = mlflow.get_run(run_id).data.params, MAIN_METRIC[schema['task']]
+    hyper = {k: (int if k in ('max_iter', 'max_leaf_nodes') else float)(params[k]) for k in HYPERPARAMETERS if k in params}
+    local = mv.tags.get('mlops_nb.data_path')
+    return {'name': mv.name, 'version': str(mv.version), 'tags': dict(mv.tags), 'aliases': list(mv.aliases), 'created': mv.creation_timestamp,
+            'mlflow_run_id': run_id, 'model': mlflow.sklearn.load_model(f'models:/{mv.name}/{mv.version}') if load else None,
+            'schema': schema, 'reference': reference, 'contract': contract,
+            'holdout': float(mv.tags[f'mlops_nb.holdout_{m}']) if f'mlops_nb.holdout_{m}' in mv.tags else None,
+            'settings': {'estimator': params.get('estimator', 'hist_gradient_boosting'), 'seed': int(params.get('seed', 0)), 'hyperparameters': hyper},
+            'training_data': (lambda: Path(local) if local and Path(local).exists() else run_artifact(cfg, run_id, TRAINING_DATA))}
 
 # %% ../nbs/40_register.ipynb #0fe10c25
 def versions(cfg:dict)->pl.DataFrame:
@@ -127,37 +234,44 @@ def _version_of(ref:str):
     if '/' in ref: return client.get_model_version(*ref.split('/', 1))
     raise ValueError(f"name a model version as MODEL@ALIAS or MODEL/VERSION, not '{ref}'")
 
+def _kept(cfg:dict, run_id:str, local:str, name:str)->Path|None:
+    "A file of the lineage: in this clone, else the copy kept with the training run, else None."
+    if local and Path(local).is_file(): return Path(local)
+    try: return run_artifact(cfg, run_id, name)
+    except (MlflowException, OSError): return None
+
+# %% ../nbs/40_register.ipynb #2e585553
 def lineage(cfg:dict, # project configuration
             ref:str, # MODEL@ALIAS or MODEL/VERSION
            )->list[dict]:
-    "Every link from a model version back to its code, data, run and reports, and whether it resolves."
+    "Every link from a model version back to its code, data, run and reports: its value, whether it resolves, and where it is kept."
     use_mlflow(cfg)
     mv = _version_of(ref)
-    t = {k: v for k, v in mv.tags.items()}
+    t = dict(mv.tags)
     if missing := [k for k in LINEAGE_TAGS if k not in t]:
-        return [{'link': 'model version', 'value': f'{mv.name} v{mv.version}', 'resolves': True},
-                *[{'link': k, 'value': 'tag missing: registered before mlops_nb recorded it', 'resolves': False} for k in missing]]
-    def run_exists(i):
-        try: return mlflow.get_run(i) is not None
-        except MlflowException: return False
-    def commit_exists(c):
-        return subprocess.run(['git', 'cat-file', '-e', f'{c}^{{commit}}'], cwd=cfg['root'], capture_output=True).returncode == 0
-    data, run_dir = Path(t['mlops_nb.data_path']), Path(t['mlops_nb.run_dir'])
-    train_report = mlflow.get_run(t['mlops_nb.mlflow_run_id']).data.tags.get('mlops_nb.report', '') if run_exists(t['mlops_nb.mlflow_run_id']) else ''
-    links = [('model version', f'{mv.name} v{mv.version} ({", ".join(mv.aliases) or "no alias"})', True),
-             ('MLflow run', t['mlops_nb.mlflow_run_id'], run_exists(t['mlops_nb.mlflow_run_id'])),
-             ('git commit', f"{t['mlops_nb.git_commit']}{' (dirty)' if t['mlops_nb.git_dirty'] == 'True' else ''}", commit_exists(t['mlops_nb.git_commit'])),
-             ('data digest', t['mlops_nb.data_digest'], data.exists() and frame_digest(pl.read_parquet(data)) == t['mlops_nb.data_digest']),
-             ('data snapshot', str(data), data.exists()),
-             ('pipeline run', t['mlops_nb.run_id'], (run_dir/'manifest.json').exists()),
-             ('run manifest', str(run_dir/'manifest.json'), (run_dir/'manifest.json').exists()),
-             ('train report', train_report, bool(train_report) and Path(train_report).exists()),
-             *([('retraining trigger', t['mlops_nb.trigger'], True), ('retraining report', t.get('mlops_nb.report', ''), Path(t.get('mlops_nb.report', '')).is_file())]
-               if 'mlops_nb.trigger' in t else
-               [('evaluate report', str(run_dir/'30_evaluate.html'), (run_dir/'30_evaluate.html').exists()),
-                ('register report', str(run_dir/'40_register.html'), (run_dir/'40_register.html').exists())]),
-             ('gate record', t['mlops_nb.gate_record'], Path(t['mlops_nb.gate_record']).exists() and file_digest(t['mlops_nb.gate_record']) == t['mlops_nb.gate_record_digest'])]
-    return [{'link': k, 'value': v, 'resolves': bool(ok)} for k, v, ok in links]
+        return [{'link': 'model version', 'value': f'{mv.name} v{mv.version}', 'resolves': True, 'kept': 'registry'},
+                *[{'link': k, 'value': 'tag missing: registered before mlops_nb recorded it', 'resolves': False, 'kept': 'registry'} for k in missing]]
+    try: run = mlflow.get_run(t['mlops_nb.mlflow_run_id'])
+    except MlflowException: run = None
+    commit = t['mlops_nb.git_commit']
+    found = subprocess.run(['git', 'cat-file', '-e', f'{commit}^{{commit}}'], cwd=cfg['root'], capture_output=True).returncode == 0
+    git = (f"{commit}{' (dirty)' if t['mlops_nb.git_dirty'] == 'True' else ''}", found) if commit != 'None' else \
+          ('not recorded: the project was not a git repository when this version was trained', None)
+    data = _kept(cfg, t['mlops_nb.mlflow_run_id'], t['mlops_nb.data_path'], TRAINING_DATA)
+    record = _kept(cfg, t['mlops_nb.mlflow_run_id'], t['mlops_nb.gate_record'], f"gate/{Path(t['mlops_nb.gate_record']).name}")
+    run_dir, report = Path(t['mlops_nb.run_dir']), run.data.tags.get('mlops_nb.report', '') if run else ''
+    here = [('pipeline run manifest', str(run_dir/'manifest.json')), ('train report', report)]
+    here += [('retraining report', t.get('mlops_nb.report', ''))] if 'mlops_nb.trigger' in t else \
+            [('evaluate report', str(run_dir/'30_evaluate.html')), ('register report', str(run_dir/'40_register.html'))]
+    links = [('model version', f'{mv.name} v{mv.version} ({", ".join(mv.aliases) or "no alias"})', True, 'registry'),
+             ('MLflow run', t['mlops_nb.mlflow_run_id'], run is not None, 'registry'),
+             ('pipeline run', t['mlops_nb.run_id'], True, 'registry'),
+             *([('retraining trigger', t['mlops_nb.trigger'], True, 'registry')] if 'mlops_nb.trigger' in t else []),
+             ('git commit', *git, 'git'),
+             ('training data digest', t['mlops_nb.data_digest'], data is not None and frame_digest(pl.read_parquet(data)) == t['mlops_nb.data_digest'], 'registry'),
+             ('gate record digest', t['mlops_nb.gate_record_digest'], record is not None and file_digest(record) == t['mlops_nb.gate_record_digest'], 'registry'),
+             *[(k, v, bool(v) and Path(v).is_file(), 'the clone that ran it') for k, v in here]]
+    return [{'link': k, 'value': v, 'resolves': ok, 'kept': where} for k, v, ok, where in links]
 
 # %% ../nbs/40_register.ipynb #f1c9f3f5
 def reproduce(cfg:dict, # project configuration
@@ -180,7 +294,8 @@ def reproduce(cfg:dict, # project configuration
     fresh = {}
     for stage in ('train', 'evaluate'):
         contract = notebook_parameters(stage_notebook(cfg, stage))
-        fresh[stage] = run_stage_function(StageContext(stage, scratch, run_id, scratch_run, params[stage], contract, scratch=True))
+        values = {n: params[stage].get(n, p.default) for n, p in contract.items()}
+        fresh[stage] = run_stage_function(StageContext(stage, scratch, run_id, scratch_run, values, contract, scratch=True))
     pairs = [('training predictions digest', recorded['train']['outputs']['model']['predictions_digest'], fresh['train']['outputs']['model']['predictions_digest']),
              ('holdout predictions digest', recorded['evaluate']['outputs']['holdout_predictions_digest'], fresh['evaluate']['outputs']['holdout_predictions_digest']),
              *[(f'holdout {k}', v, fresh['evaluate']['scores']['challenger'].get(k)) for k, v in recorded['evaluate']['scores']['challenger'].items()],

@@ -12,19 +12,20 @@ import polars as pl
 from .core import git_state
 
 # %% auto #0
-__all__ = ['FACTS', 'CAPABILITIES', 'commands', 'check', 'Capability', 'scorecard', 'levels']
+__all__ = ['FACTS', 'CAPABILITIES', 'check', 'Capability', 'scorecard', 'levels']
 
 # %% ../nbs/90_scorecard.ipynb #c2b53438
-def commands()->set[str]:
-    "The subcommands the installed `mlops-nb` offers."
-    from mlops_nb.cli import parser
-    return set(next(a for a in parser()._actions if a.dest == 'command').choices)
-
 def _champion(cfg):
     from mlops_nb.register import alias_version
     from mlops_nb.train import use_mlflow
     use_mlflow(cfg)
     return alias_version(cfg['mlflow']['model_name'], 'champion') is not None
+
+def _history(cfg):
+    from mlops_nb.register import alias_history
+    from mlops_nb.train import use_mlflow
+    use_mlflow(cfg)
+    return bool(alias_history(cfg))
 
 def _retrains(cfg):
     from mlops_nb.core import notebook_parameters, stage_notebook
@@ -35,6 +36,7 @@ def _retrains(cfg):
 FACTS = {
     'git repository': lambda cfg: git_state(cfg['root'])['commit'] is not None,
     'champion in the registry': _champion,
+    'alias history in the registry': _history,
     'monitor stage retrains on alerts': _retrains,
     'shared tracking server': lambda cfg: cfg['mlflow']['tracking_uri'].startswith(('http://', 'https://', 'databricks')),
 }
@@ -42,11 +44,11 @@ FACTS = {
 def check(cfg:dict, # project configuration
           kind:str, # file, command or fact
           what:str, # the path or glob, the command name, or the fact's name
-          known:set|None=None, # the commands, when already looked up
+          known:set=frozenset(), # the subcommands the installed `mlops-nb` offers
          )->bool:
     "Whether one piece of evidence holds in the project."
     if kind == 'file': return any(Path(cfg['root']).glob(what))
-    if kind == 'command': return what in (known if known is not None else commands())
+    if kind == 'command': return what in known
     if kind == 'fact': return bool(FACTS[what](cfg))
     raise ValueError(f"unknown kind of evidence '{kind}'; use file, command or fact")
 
@@ -72,7 +74,7 @@ CAPABILITIES = [
     Capability('Google', 1, 'feature store (optional at this level)', [], 'missing: features are computed in the data stage from the source; there is no shared feature store', True),
     Capability('Google', 2, 'source control of code, configuration and data contract', [('fact', 'git repository'), ('file', 'contract.toml')]),
     Capability('Google', 2, 'CI: build and test every change (notebooks, package, pipeline)', [('file', '.github/workflows/ci.yml'), ('file', '.ci/run')]),
-    Capability('Google', 2, 'model registry with aliases and an audit ledger', [('fact', 'champion in the registry'), ('file', 'runs/alias_ledger.jsonl')]),
+    Capability('Google', 2, 'model registry with aliases and an audit history of every move', [('fact', 'champion in the registry'), ('fact', 'alias history in the registry')]),
     Capability('Google', 2, 'scheduled pipeline triggers', [('file', '.github/workflows/monitor.yml')]),
     Capability('Google', 2, 'CD of the pipeline to a production orchestrator', [('file', '.github/workflows/monitor.yml')],
                'partial: the pipeline runs from the repository (locally or in GitHub Actions); there is no deployment to a separate orchestrator such as Kubeflow or Airflow'),
@@ -83,7 +85,7 @@ CAPABILITIES = [
     Capability('Microsoft', 3, 'gated, automated release of a model to serving', [('file', 'runs/*/40_register.json'), ('command', 'serve'), ('command', 'deployed')]),
     Capability('Microsoft', 3, 'integration tests of the deployed service', [('file', 'tests/test_service.py'), ('file', 'runs/*/50_deploy.json')]),
     Capability('Microsoft', 3, 'traceability from a deployed model to its code and data', [('command', 'lineage')]),
-    Capability('Microsoft', 3, 'A/B or canary release of a new model (beyond the level)', [], 'missing: the champion is swapped whole; there is no traffic split', True),
+    Capability('Microsoft', 3, 'A/B or canary release of a new model (beyond the level)', [], 'missing: the champion is swapped whole (after the service checks it); there is no traffic split', True),
     Capability('Microsoft', 4, 'production monitoring of drift and performance, with alerts', [('command', 'monitor'), ('command', 'monitoring'), ('file', 'nbs/65_monitor.ipynb')]),
     Capability('Microsoft', 4, 'automated retraining and promotion from monitoring', [('fact', 'monitor stage retrains on alerts'), ('file', 'runs/*/65_monitor.json')]),
     Capability('Microsoft', 4, 'zero-downtime model updates', [('command', 'serve')]),
@@ -91,10 +93,11 @@ CAPABILITIES = [
 ]
 
 # %% ../nbs/90_scorecard.ipynb #0c5cf432
-def scorecard(cfg:dict # project configuration
+def scorecard(cfg:dict, # project configuration
+              known:set, # the subcommands the installed `mlops-nb` offers
              )->pl.DataFrame:
     "One row per capability: framework, level, capability, status, and where it is implemented or what is missing."
-    known, rows = commands(), []
+    rows = []
     for c in CAPABILITIES:
         failed = [f"{k} {w}" for k, w in c.evidence if not check(cfg, k, w, known)]
         status = 'missing' if not c.evidence or failed else 'partial' if c.gap else 'yes'

@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_train.ipynb #285b1e6d
 from __future__ import annotations
-import hashlib, itertools, logging, os, warnings
+import hashlib, itertools, logging, os, shutil, tempfile, warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -20,14 +20,19 @@ from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 import skops.io
+import tomli_w
 
 from .core import StageContext, git_state
 from .drift import reference_stats
 
+try: import tomllib
+except ModuleNotFoundError: import tomli as tomllib
+
 # %% auto #0
-__all__ = ['HYPERPARAMETERS', 'ESTIMATORS', 'SEARCH_GRID', 'REVIEWED_TYPES', 'DRIFT_REFERENCE', 'make_model', 'labelled',
-           'predict', 'score', 'predictions_digest', 'time_split', 'leakage_scores', 'search', 'use_mlflow',
-           'trusted_types', 'requirements', 'log_model', 'train_stage']
+__all__ = ['HYPERPARAMETERS', 'ESTIMATORS', 'SEARCH_GRID', 'HTTP_DEFAULTS', 'REVIEWED_TYPES', 'DRIFT_REFERENCE', 'SCHEMA',
+           'CONTRACT', 'TRAINING_DATA', 'make_model', 'labelled', 'predict', 'score', 'predictions_digest',
+           'time_split', 'leakage_scores', 'linear_leak', 'collapse_leak', 'leakage_checks', 'search', 'remote',
+           'use_mlflow', 'trusted_types', 'requirements', 'log_model', 'run_artifact', 'fit_and_log', 'train_stage']
 
 # %% ../nbs/20_train.ipynb #e231faa9
 HYPERPARAMETERS = ('max_iter', 'learning_rate', 'max_leaf_nodes', 'l2_regularization')
@@ -103,6 +108,56 @@ def leakage_scores(X, y, task:str, categorical:list[str], seed:int=0)->pl.DataFr
         rows.append({'feature': c, 'score': round(max(s, 1 - s) if task == 'classification' else s, 4)})
     return pl.DataFrame(rows).sort('score', descending=True)
 
+# %% ../nbs/20_train.ipynb #2e7e8aa8
+def _linear_score(X_fit, y_fit, X_valid, y_valid, task:str, columns:list[str])->float:
+    "Validation score of a linear fit on `columns`."
+    m = make_model([], list(columns), task, estimator='linear').fit(X_fit[list(columns)], y_fit)
+    return score(task, y_valid, predict(m, X_valid[list(columns)]))
+
+def linear_leak(X, y, task:str, numeric:list[str], exact:float=0.99)->dict|None:
+    "The smallest set of numeric features whose linear fit reproduces the target (score >= `exact`), or None."
+    X_fit, y_fit, X_valid, y_valid = time_split(X, y)
+    if not numeric or _linear_score(X_fit, y_fit, X_valid, y_valid, task, numeric) < exact: return None
+    chosen, best = [], -np.inf
+    while best < exact:
+        trials = {c: _linear_score(X_fit, y_fit, X_valid, y_valid, task, [*chosen, c]) for c in numeric if c not in chosen}
+        c = max(trials, key=trials.get)
+        chosen, best = [*chosen, c], trials[c]
+    return {'features': chosen, 'score': round(best, 4)}
+
+# %% ../nbs/20_train.ipynb #226e0869
+def collapse_leak(X, y, task:str, categorical:list[str], exact:float=0.99, seed:int=0)->list[dict]:
+    "Features without which an almost exact model (score >= `exact`) loses more than half its skill; empty when none."
+    X_fit, y_fit, X_valid, y_valid = time_split(X, y)
+    numeric = [c for c in X.columns if c not in categorical]
+    m = make_model([c for c in X.columns if c in categorical], numeric, task, max_iter=30, seed=seed).fit(X_fit, y_fit)
+    full, base = score(task, y_valid, predict(m, X_valid)), 0.5 if task == 'classification' else 0.0
+    if full < exact: return []
+    out, g = [], np.random.default_rng(seed)
+    for c in X.columns:
+        without = score(task, y_valid, predict(m, X_valid.assign(**{c: g.permutation(X_valid[c].to_numpy())})))
+        lost = (full - without) / (full - base)
+        if lost > 0.5: out.append({'feature': c, 'score': round(full, 4), 'score_without': round(without, 4), 'skill_lost': round(lost, 4)})
+    return out
+
+# %% ../nbs/20_train.ipynb #f74071d1
+def leakage_checks(X, y, task:str, categorical:list[str],
+                   threshold:float=0.95, # flag a feature that alone scores this
+                   exact:float=0.99, # flag a target that a small model reproduces this well, and the features it cannot do without
+                   seed:int=0)->dict:
+    "Single-feature scores, a linear combination that reproduces the target, the features an almost exact model cannot do without."
+    m = 'ROC AUC' if task == 'classification' else 'R²'
+    singles = leakage_scores(X, y, task, categorical, seed)
+    flagged = singles.filter(pl.col('score') >= threshold)['feature'].to_list()
+    combination = linear_leak(X, y, task, [c for c in X.columns if c not in categorical], exact)
+    collapse = collapse_leak(X, y, task, categorical, exact, seed)
+    findings = [f"{c} alone predicts the target ({m} {s:.3f} >= {threshold})" for c, s in singles.filter(pl.col('score') >= threshold).iter_rows()]
+    if combination: findings.append(f"a linear fit of {' + '.join(combination['features'])} reproduces the target ({m} {combination['score']:.3f})")
+    findings += [f"without {f['feature']} the model loses {f['skill_lost']:.0%} of its skill ({m} {f['score']:.3f} -> {f['score_without']:.3f})"
+                 for f in collapse]
+    return {'scores': singles.to_dicts(), 'flagged': flagged, 'threshold': threshold, 'exact': exact,
+            'combination': combination, 'collapse': collapse, 'findings': findings}
+
 # %% ../nbs/20_train.ipynb #a0ac21f3
 SEARCH_GRID = {'max_iter': [100, 200, 400], 'learning_rate': [0.03, 0.05, 0.1, 0.2], 'max_leaf_nodes': [15, 31, 63], 'l2_regularization': [0.0, 0.1, 1.0]}
 
@@ -117,17 +172,26 @@ def search(X, y, schema:dict, iterations:int, seed:int=0)->pl.DataFrame:
     return pl.DataFrame(rows).sort('score', descending=True, maintain_order=True)
 
 # %% ../nbs/20_train.ipynb #3b861681
-def use_mlflow(cfg:dict # project configuration
+HTTP_DEFAULTS = {'MLFLOW_HTTP_REQUEST_MAX_RETRIES': '2', 'MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR': '1', 'MLFLOW_HTTP_REQUEST_TIMEOUT': '30'}
+
+def remote(cfg:dict)->bool:
+    "Whether the project's tracking store is a server (which then stores the artifacts too)."
+    return cfg['mlflow']['tracking_uri'].startswith(('http://', 'https://', 'databricks'))
+
+def use_mlflow(cfg:dict, # project configuration
+               experiment:str|None=None, # the experiment; the configured one by default
               )->str:
     "Point MLflow at the project's tracking store; the experiment id."
     logging.getLogger('alembic').setLevel(logging.WARNING)
+    for k, v in HTTP_DEFAULTS.items(): os.environ.setdefault(k, v)
     user_uri = os.environ.get('MLFLOW_TRACKING_URI')
     mlflow.set_tracking_uri(cfg['mlflow']['tracking_uri'])
     if user_uri is None: os.environ.pop('MLFLOW_TRACKING_URI', None)
     else: os.environ['MLFLOW_TRACKING_URI'] = user_uri
-    name = cfg['mlflow']['experiment']
+    name = experiment or cfg['mlflow']['experiment']
     exp = mlflow.get_experiment_by_name(name)
     if exp: return exp.experiment_id
+    if remote(cfg): return mlflow.create_experiment(name)
     return mlflow.create_experiment(name, artifact_location=Path(cfg['paths']['artifacts']).as_uri())
 
 # %% ../nbs/20_train.ipynb #85d497ac
@@ -160,39 +224,81 @@ def log_model(model:Pipeline, # the fitted pipeline
                                         skops_trusted_types=trusted_types(model), pip_requirements=requirements())
     return info.model_uri
 
-# %% ../nbs/20_train.ipynb #0ab338b6
-DRIFT_REFERENCE = 'drift_reference.json'
+# %% ../nbs/20_train.ipynb #4d212f80
+DRIFT_REFERENCE, SCHEMA, CONTRACT, TRAINING_DATA = 'drift_reference.json', 'schema.json', 'contract.toml', 'training_data.parquet'
 
+def run_artifact(cfg:dict, # project configuration
+                 run_id:str, # the MLflow run that logged it
+                 name:str, # the artifact's file name
+                )->Path:
+    "A local copy of an artifact of an MLflow run, downloaded once into the project's data store."
+    folder = Path(cfg['paths']['data'])/'artifacts'/run_id
+    if not (folder/name).exists():
+        os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
+        use_mlflow(cfg)
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder))
+    return folder/name
+
+# %% ../nbs/20_train.ipynb #7536f7ba
+def fit_and_log(cfg:dict, # project configuration
+                schema:dict, # the data record's schema: target, task, categorical and numeric features, classes
+                data:pl.DataFrame, # the training rows
+                snapshot:dict, # that data's snapshot (`digest`, `path`) in the project's data store
+                settings:dict, # estimator, hyperparameters, seed, search_iterations, leakage_threshold, leakage_exact
+                tags:dict, # MLflow run tags: run id, commit, report, trigger
+                run_name:str, # the MLflow run's name
+                contract:dict|None=None, # the contract the data was held to, stored with the model
+               )->dict:
+    "Check for leakage, fit, and log a model with what travels with it; the model, its MLflow run and what training found."
+    X, y = labelled(data, schema)
+    task, seed = schema['task'], settings['seed']
+    leakage = leakage_checks(X, y, task, schema['categorical'], settings['leakage_threshold'], settings['leakage_exact'], seed)
+    searched = settings.get('search_iterations') and settings['estimator'] == 'hist_gradient_boosting'
+    candidates = search(X, y, schema, settings['search_iterations'], seed) if searched else None
+    hyper = {k: candidates.row(0, named=True)[k] for k in HYPERPARAMETERS} if searched else dict(settings['hyperparameters'])
+    model = make_model(schema['categorical'], schema['numeric'], task, **hyper, seed=seed, estimator=settings['estimator']).fit(X, y)
+    pred = predict(model, X)
+    tags = {**tags, 'mlops_nb.data_digest': snapshot['digest'], 'mlops_nb.leakage_flagged': ','.join(leakage['flagged'])}
+    metrics = {f"train_{'roc_auc' if task == 'classification' else 'r2'}": round(score(task, y, pred), 4), 'train_rows': len(y),
+               'train_rows_unlabelled': data.height - len(y), 'leakage_max_score': max(s['score'] for s in leakage['scores'])}
+    with mlflow.start_run(experiment_id=use_mlflow(cfg), run_name=run_name, tags=tags) as run:
+        mlflow.log_params({**hyper, 'seed': seed, 'task': task, 'estimator': settings['estimator'],
+                           'search_iterations': settings.get('search_iterations', 0), 'features': ','.join(schema['categorical'] + schema['numeric'])})
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            mlflow.log_input(mlflow.data.from_polars(data, source=snapshot['path'], targets=schema['target'], name='training',
+                                                     digest=snapshot['digest'][:16]), context='training')
+        mlflow.log_metrics(metrics)
+        model_uri = log_model(model, X)
+        reference = reference_stats(data, schema['numeric'], schema['categorical'], pred, seed=seed)
+        mlflow.log_dict(reference, DRIFT_REFERENCE)
+        mlflow.log_dict(schema, SCHEMA)
+        if contract: mlflow.log_text(tomli_w.dumps(contract), CONTRACT)
+        _log_as(snapshot['path'], TRAINING_DATA)
+    return {'model': model, 'uri': model_uri, 'mlflow_run_id': run.info.run_id, 'predictions_digest': predictions_digest(pred),
+            'drift_reference': f'runs:/{run.info.run_id}/{DRIFT_REFERENCE}', 'reference': reference, 'hyperparameters': hyper, 'leakage': leakage,
+            'search': candidates.to_dicts() if searched else [], 'metrics': metrics}
+
+def _log_as(path:str, name:str):
+    "Log the file at `path` to the active run under the name `name`."
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copy(path, Path(d)/name)
+        mlflow.log_artifact(str(Path(d)/name))
+
+# %% ../nbs/20_train.ipynb #0ab338b6
 def train_stage(ctx:StageContext # where the stage runs, with the parameters declared below
                )->dict:
     "Fit the model on the reference window and track it in MLflow; the stage record."
     p, data = ctx.params, ctx.upstream('data')
     ref, schema = data['outputs']['reference'], data['schema']
-    X, y = labelled(pl.read_parquet(ref['path']), schema)
-    leakage = leakage_scores(X, y, schema['task'], schema['categorical'], p['seed'])
-    flagged = leakage.filter(pl.col('score') >= p['leakage_threshold'])['feature'].to_list()
-    candidates = search(X, y, schema, p['search_iterations'], p['seed']) if p['search_iterations'] and p['estimator'] == 'hist_gradient_boosting' else None
-    hyper = {k: candidates.row(0, named=True)[k] for k in HYPERPARAMETERS} if candidates is not None else {k: p[k] for k in HYPERPARAMETERS}
-    model = make_model(schema['categorical'], schema['numeric'], schema['task'], **hyper, seed=p['seed'], estimator=p['estimator']).fit(X, y)
-    pred = predict(model, X)
+    contract_path = Path(data['contract']['path'])
     git = git_state(ctx.cfg['root'])
-    tags = {'mlops_nb.run_id': ctx.run_id, 'mlops_nb.data_digest': ref['digest'], 'mlops_nb.git_commit': str(git['commit']),
-            'mlops_nb.git_dirty': str(git['dirty']), 'mlops_nb.report': str(ctx.run_dir/'20_train.html'),
-            'mlops_nb.leakage_flagged': ','.join(flagged)}
-    with mlflow.start_run(experiment_id=use_mlflow(ctx.cfg), run_name=f'train-{ctx.run_id}', tags=tags) as run:
-        mlflow.log_params({**hyper, 'seed': p['seed'], 'task': schema['task'], 'estimator': p['estimator'], 'search_iterations': p['search_iterations'],
-                           'features': ','.join(schema['categorical'] + schema['numeric'])})
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            mlflow.log_input(mlflow.data.from_polars(pl.read_parquet(ref['path']), source=ref['path'], targets=schema['target'],
-                                                     name='reference', digest=ref['digest'][:16]), context='training')
-        metrics = {f"train_{'roc_auc' if schema['task'] == 'classification' else 'r2'}": round(score(schema['task'], y, pred), 4),
-                   'train_rows': len(y), 'train_rows_unlabelled': ref['rows'] - len(y), 'leakage_max_score': leakage['score'].max()}
-        mlflow.log_metrics(metrics)
-        model_uri = log_model(model, X)
-        mlflow.log_dict(reference_stats(pl.read_parquet(ref['path']), schema['numeric'], schema['categorical'], pred, seed=p['seed']), DRIFT_REFERENCE)
+    tags = {'mlops_nb.run_id': ctx.run_id, 'mlops_nb.git_commit': str(git['commit']), 'mlops_nb.git_dirty': str(git['dirty']),
+            'mlops_nb.report': str(ctx.run_dir/'20_train.html')}
+    settings = {**p, 'hyperparameters': {k: p[k] for k in HYPERPARAMETERS}}
+    fit = fit_and_log(ctx.cfg, schema, pl.read_parquet(ref['path']), ref, settings, tags, f'train-{ctx.run_id}',
+                      tomllib.loads(contract_path.read_text()) if contract_path.is_file() else None)
     return {'inputs': {'reference': ref['digest']},
-            'outputs': {'model': {'uri': model_uri, 'mlflow_run_id': run.info.run_id, 'predictions_digest': predictions_digest(pred),
-                                  'drift_reference': f'runs:/{run.info.run_id}/{DRIFT_REFERENCE}'}},
-            'estimator': p['estimator'], 'hyperparameters': hyper, 'leakage': {'scores': leakage.to_dicts(), 'flagged': flagged, 'threshold': p['leakage_threshold']},
-            'search': candidates.to_dicts() if candidates is not None else [], 'git': git, 'metrics': metrics}
+            'outputs': {'model': {k: fit[k] for k in ('uri', 'mlflow_run_id', 'predictions_digest', 'drift_reference')}},
+            'estimator': p['estimator'], 'hyperparameters': fit['hyperparameters'], 'leakage': fit['leakage'], 'search': fit['search'],
+            'git': git, 'metrics': fit['metrics']}
