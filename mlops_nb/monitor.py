@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from .alerts import check_alerts, send_alerts
 from .contract import DataContractError, parse_as
 from .core import StageContext, environment_info, git_state, new_run_id, resolve_params, write_json
-from .data import collect, open_batch, read_batch
+from .data import collect, open_batch, read_batch, reading
 from .drift import drift, multivariate_drift
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment
 from .register import alias_version, register_version, version_bundle
@@ -152,9 +152,11 @@ def monitoring_history(cfg:dict)->pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
 
 # %% ../nbs/65_monitor.ipynb #6d784667
-def read_labels(cfg:dict, source:str, schema:dict, like:pl.DataFrame, separator:str=',')->pl.DataFrame:
+def read_labels(cfg:dict, source:str, schema:dict, like:pl.DataFrame)->pl.DataFrame:
     "A file of arrived labels: its id and target columns, typed as the batch's."
-    lf, text, files = open_batch(source, cfg['root'], separator)
+    how = reading(cfg)
+    separator = how['separator']
+    lf, text, files = open_batch(source, cfg['root'], separator, how['null_values'])
     need = [schema['id'], schema['target']]
     if missing := [c for c in need if c not in lf.collect_schema().names()]:
         raise DataContractError(f"{files[0].name} lacks column(s) {missing}; a labels file holds the id and the target: {need}")
@@ -187,13 +189,13 @@ def monitor_file(cfg:dict, # project configuration
                 )->dict:
     "Monitor one batch file against the champion; the record, which also lands in the history."
     params = resolve_params(cfg, [o if '.' in o.split('=', 1)[0] else f'monitor.{o}' for o in overrides], ['monitor', 'evaluate', 'train'])
-    p, separator = params['monitor'], cfg['stages']['data']['params'].get('separator', ',')
+    p, how = params['monitor'], reading(cfg)
     champ = version_bundle(cfg, 'champion')
     schema, contract = champ['schema'], champ['contract']
     if contract is None: raise LookupError(f"{champ['name']} v{champ['version']} has no data contract, and the project has none: run `mlops-nb run` first")
-    v, files = read_batch(source, cfg['root'], contract, separator)
+    v, files = read_batch(source, cfg['root'], contract, how['separator'], how['null_values'])
     name = files[0].stem
-    arrived = read_labels(cfg, labels, schema, v.accepted, separator) if labels else None
+    arrived = read_labels(cfg, labels, schema, v.accepted) if labels else None
     run_id = new_run_id()
     ctx = StageContext('monitor', cfg, run_id, Path(cfg['paths']['runs'])/run_id, p, {})
     ctx.run_dir.mkdir(parents=True, exist_ok=True)

@@ -71,5 +71,5 @@ def test_regression_on_own_data_registers_promotes_and_rolls_back_on_a_tracking_
     assert client.get_model_version_by_alias('store-revenue', 'champion').version == '2'
     assert cli(tmp_path, server, 'rollback').returncode == 0
     assert client.get_model_version_by_alias('store-revenue', 'champion').version == '1'
-    tags = client.get_model_version('store-revenue', 1).tags
-    assert any(v.startswith('champion: v2 -> v1') for k, v in tags.items() if k.startswith('mlops_nb.ledger.'))
+    history = [json.loads(v) for k, v in sorted(client.get_registered_model('store-revenue').tags.items()) if k.startswith('mlops_nb.alias.')]
+    assert [(e['alias'], e['from'], e['to'], e['kind']) for e in history if e['alias'] == 'champion'][-2:] == [('champion', '1', '2', 'promote'), ('champion', '2', '1', 'rollback')]

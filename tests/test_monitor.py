@@ -8,7 +8,8 @@ import pytest
 
 from mlops_nb.data import CATEGORICAL, NUMERIC, TIME_COLUMN, label_flights, read_nycflights13
 from mlops_nb.drift import backend_agreement, drift, reference_stats
-from mlops_nb.monitor import join_labels, post_webhook, send_alerts
+from mlops_nb.alerts import post_webhook, send_alerts
+from mlops_nb.monitor import join_labels
 
 pytestmark = pytest.mark.xdist_group('monitor')
 
@@ -35,6 +36,17 @@ def test_the_effect_size_gate_silences_a_significant_but_negligible_shift():
         assert table['c']['p_adjusted'] < 1e-6 and table['c']['psi'] < 0.01 and not table['c']['drifted']
         assert table['x']['psi'] < 0.01 and not table['x']['drifted']
         assert table['y']['drifted']
+
+def test_a_column_moved_wholly_beyond_its_reference_range_drifts_in_both_backends():
+    g = np.random.default_rng(1)
+    census = pl.DataFrame({'year': np.full(5000, 2015.0), 'age': g.normal(40, 12, 5000), 'income': g.lognormal(10, 1, 5000)})
+    later = pl.DataFrame({'year': g.choice([2016.0, 2017.0, 2018.0], 3000), 'age': g.normal(40, 12, 3000), 'income': g.lognormal(10, 1, 3000)})
+    above = census.with_columns(pl.col('income') * 0 + census['income'].max() * 2)
+    ref = reference_stats(census, ['year', 'age', 'income'], [])
+    for backend in ('alibi', 'native'):
+        table = {r['column']: r for r in drift(ref, later, backend=backend).iter_rows(named=True)}
+        assert table['year']['drifted'] and table['year']['psi'] > 5 and not table['age']['drifted'] and not table['income']['drifted']
+        assert {r['column']: r['drifted'] for r in drift(ref, above.head(3000), backend=backend).iter_rows(named=True)}['income']
 
 def test_labels_join_by_id_and_nothing_goes_missing():
     preds = pl.DataFrame({'id': [1, 2, 3, 4, 5], 'prediction': [.1, .2, .3, .4, .5]})

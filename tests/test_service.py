@@ -7,7 +7,8 @@ import pytest
 
 from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, run_stage_function, stage_notebook
 from mlops_nb.deploy import Server, make_app, score_file
-from mlops_nb.register import move_alias
+from mlops_nb.contract import DataContractError
+from mlops_nb.register import deployments, move_alias
 from test_data_inputs import sales
 
 pytestmark = pytest.mark.xdist_group('service')
@@ -114,18 +115,31 @@ def test_the_service_follows_an_alias_move_under_load_without_a_failed_request(p
         stop.set()
         for t in threads: t.join()
     move_alias(cfg, 'champion', 1, 'test: back to v1')
+    swaps = [d for d in deployments(cfg) if d['event'] == 'service swap']
+    assert swaps and swaps[-1]['version'] == '2' and swaps[-1]['replaced'] == '1' and all(c['passed'] for c in swaps[-1]['checks'])
     assert statuses and set(statuses) == {200}
     assert versions[0] == '1' and versions[-1] == '2'
     logged = pl.read_parquet(log/'*.parquet')
     assert logged.height == 5 * len(statuses)
     assert set(logged['version']) == {'1', '2'} and {'store', 'price', 'probability', 'logged_at', 'request_id'} <= set(logged.columns)
 
+def priced(every:int):
+    "The sales with every `every`-th price unreadable."
+    return sales().with_columns(pl.when(pl.int_range(pl.len()) % every == 3).then(pl.lit('n/a')).otherwise(pl.col('price').cast(pl.String)).alias('price'))
+
 def test_batch_scoring_accounts_for_every_row(project):
     root, cfg = project
-    bad = sales().with_columns(pl.when(pl.int_range(pl.len()) % 100 == 3).then(pl.lit('n/a')).otherwise(pl.col('price').cast(pl.String)).alias('price'))
-    bad.write_csv(root/'incoming.csv')
+    priced(200).write_csv(root/'incoming.csv')
     result = score_file(cfg, 'incoming.csv', chunk_rows=100)
-    assert result['rows_in'] == 540 == result['scored'] + result['quarantined'] and result['quarantined'] == 6
+    assert result['rows_in'] == 540 == result['scored'] + result['quarantined'] and result['quarantined'] == 3
     scored = pl.read_parquet(result['predictions'])
     assert scored.height == result['scored'] and set(scored['version']) == {'1'}
     assert pl.read_parquet(result['quarantine'])['_reason'].str.contains("'n/a' is not Float64").all()
+
+def test_batch_scoring_that_quarantines_too_much_fails_naming_the_reason_and_keeps_both_outputs(project):
+    root, cfg = project
+    priced(20).write_csv(root/'worse.csv')
+    with pytest.raises(DataContractError, match=r"27 of 540 rows \(5.0%\) of worse.csv were quarantined, above the contract's max_quarantined_share of 1.0%: "
+                                                 r"price: not Float64 \(27 rows\); the 513 valid rows were scored into"):
+        score_file(cfg, 'worse.csv', out=root/'worse.predictions.parquet')
+    assert pl.read_parquet(root/'worse.predictions.parquet').height == 513 and pl.read_parquet(root/'worse.predictions.quarantine.parquet').height == 27

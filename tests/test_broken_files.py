@@ -1,0 +1,137 @@
+"Broken files through every entry point: `mlops-nb run`, `mlops-nb score` and `mlops-nb monitor` read them with one reader, give the same diagnosis, never a traceback, and account for every row they read."
+import json, os, subprocess, sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from mlops_nb.cli import main
+from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, run_stage_function, stage_notebook
+from test_data_inputs import sales
+
+pytestmark = pytest.mark.xdist_group('broken_files')
+
+MLOPS_NB = Path(sys.executable).parent/'mlops-nb'
+
+CONFIG = '''
+[mlflow]
+model_name = "orders"
+
+[stages.data.params]
+source = "sales.csv"
+target = "big"
+time_column = "day"
+id_column = "order_id"
+exclude = ["revenue", "units"]
+'''
+
+def orders():
+    return sales().with_row_index('order_id', offset=1).with_columns(pl.col('order_id').cast(pl.Int64))
+
+@pytest.fixture(scope='module')
+def project(tmp_path_factory):
+    "A project on its own data with a champion, its stages run in-process; and a folder for broken files."
+    root = tmp_path_factory.mktemp('broken')
+    orders().write_csv(root/'sales.csv')
+    (root/'mlops.toml').write_text(CONFIG)
+    (root/'broken').mkdir()
+    os.environ['MLOPS_NB_ROOT'] = str(root)
+    try:
+        cfg, run_id = load_config(root), new_run_id()
+        for stage in ('data', 'train', 'evaluate', 'register'):
+            contract = notebook_parameters(stage_notebook(cfg, stage))
+            params = {n: p.default for n, p in contract.items()} | cfg['stages'][stage]['params']
+            run_stage_function(StageContext(stage, cfg, run_id, root/'runs'/run_id, params, contract))
+    finally: del os.environ['MLOPS_NB_ROOT']
+    return root
+
+GOOD = orders().head(300).write_csv()
+LINES = GOOD.splitlines(keepends=True)
+HEADER = LINES[0]
+
+def edit(n, old, new):
+    "The good batch with line `n` (1-based) edited."
+    return ''.join(LINES[:n - 1]) + LINES[n - 1].replace(old, new, 1) + ''.join(LINES[n:])
+
+def fewer(n):
+    "The good batch with line `n` (1-based) missing its last field."
+    return ''.join(LINES[:n - 1]) + ','.join(LINES[n - 1].rstrip('\n').split(',')[:-1]) + '\n' + ''.join(LINES[n:])
+
+def column(name, values):
+    "The good batch with one column replaced."
+    return orders().head(300).with_columns(pl.Series(name, values)).write_csv()
+
+# name -> (file name, content, the diagnosis every entry point gives, or None for a file whose rows are read)
+CASES = {
+    'empty file': ('empty.csv', '', 'empty.csv is empty (0 bytes)'),
+    'header only': ('header.csv', HEADER, 'header.csv has a header but no rows'),
+    'corrupt parquet': ('corrupt.parquet', b'PAR1 not parquet at all PAR1', 'corrupt.parquet: cannot read as parquet'),
+    'unclosed quote': ('quoted.csv', edit(4, ',east,', ',"east,'), 'quoted.csv line 4: unexpected end of data (check the quoting)'),
+    'wrong separator': ('semi.csv', GOOD.replace(',', ';'), "semi.csv has a single column 'order_id;day;store;price;units;big;revenue'"),
+    'latin-1 bytes': ('latin.csv', edit(3, 'south', 'Montréal').encode('latin-1'), 'latin.csv is not UTF-8: byte 0xe9 on line 3'),
+    'duplicate columns': ('dups.csv', GOOD.replace('units,big', 'price,big', 1), 'dups.csv has duplicate column names: price'),
+    'a field too many': ('long.csv', edit(3, '\n', ',9\n'), 'long.csv line 3: 8 fields, but the header has 7'),
+    'a field too few': ('short.csv', fewer(5), 'short.csv line 5: 6 fields, but the header has 7'),
+    'unknown format': ('orders.xlsx', b'PK\x03\x04 a spreadsheet', "orders.xlsx: unknown format '.xlsx'"),
+    'binary garbage': ('garbage.csv', bytes(range(256)) * 4, 'garbage.csv is not UTF-8'),
+    'missing file': ('nowhere.csv', None, "no file matches 'broken/nowhere.csv'"),
+    'malformed NDJSON': ('bad.ndjson', '{"order_id": 1, "day": "2024-01-01"\n', 'bad.ndjson: cannot read as ndjson'),
+    'words in a number column': ('words.csv', column('price', ['cheap'] * 300), None),
+    'infinite numbers': ('inf.csv', column('price', ['inf'] * 3 + ['10.5'] * 297), None),
+    'a time that never parses': ('when.csv', column('day', ['yesterday'] * 300), None),
+    'an all-null feature': ('nulls.csv', column('price', [None] * 300), None),
+    'an extra column': ('extra.csv', orders().head(300).with_columns(pl.lit('x').alias('surprise')).write_csv(), None),
+    'duplicated ids': ('dupids.csv', column('order_id', [1, 1, 2] + list(range(3, 300))), None),
+    'missing values written as NA': ('na.csv', column('price', ['NA'] * 5 + ['10.5'] * 295), None),
+    'a byte-order mark': ('bom.csv', '\ufeff' + GOOD, None),
+}
+
+def write(root, name, content):
+    path = root/'broken'/name
+    if content is not None: path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return f'broken/{name}'
+
+def run(root, source):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))}
+    return subprocess.run([MLOPS_NB, 'run', '--only', 'data', '-p', f'data.source={source}'], cwd=root, env=env, capture_output=True, text=True)
+
+def command(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+@pytest.mark.parametrize('case', CASES)
+def test_every_entry_point_explains_a_broken_file_and_loses_no_row(project, capsys, case):
+    name, content, diagnosis = CASES[case]
+    source = write(project, name, content)
+    r = run(project, source)
+    score = command(capsys, 'score', source, '--root', str(project), '--out', str(project/'broken'/f'{name}.predictions.parquet'))
+    monitor = command(capsys, 'monitor', source, '--root', str(project))
+    for text in (r.stdout + r.stderr, score[1] + score[2], monitor[1] + monitor[2]): assert 'Traceback' not in text, text[-3000:]
+    if diagnosis:
+        assert r.returncode == 1 and diagnosis in r.stderr, r.stderr[-2000:]
+        assert score[0] == 2 and diagnosis in score[2], score
+        assert monitor[0] == 2 and diagnosis in monitor[2], monitor
+        return
+    rows = 300
+    if r.returncode == 0:
+        run_id = r.stdout.split('mlops-nb run ', 1)[1].split(':', 1)[0]
+        m = json.loads((project/'runs'/run_id/'manifest.json').read_text())['stages'][0]['metrics']
+        assert m['rows_read'] == rows == m['rows_accepted'] + m['rows_quarantined']
+    else: assert 'Traceback' not in r.stderr and ('contract' in r.stderr or 'time column' in r.stderr), r.stderr[-2000:]
+    if score[0] == 0:
+        scored = pl.read_parquet(project/'broken'/f'{name}.predictions.parquet').height
+        held = pl.read_parquet(project/'broken'/f'{name}.predictions.quarantine.parquet').height if (project/'broken'/f'{name}.predictions.quarantine.parquet').exists() else 0
+        assert scored + held == rows
+    else: assert score[0] == 2 and 'were quarantined, above' in score[2], score
+    assert monitor[0] in (0, 3), monitor
+    record = json.loads((Path(monitor[1].split('record: ')[-1].strip())/'65_monitor.json').read_text())
+    assert record['accepted'] + record['quarantined'] == rows
+    reasons = pl.read_parquet(record['quarantine']['path'])['_reason'].to_list() if record['quarantine'] else []
+    assert all(reasons), reasons
+    if case == 'duplicated ids': assert reasons == ["order_id: duplicate id '1'"]
+    if case == 'words in a number column':
+        assert "price: 'cheap' is not Float64" in reasons[0] and 'price: not Float64' in score[2] and 'price: not Float64' in r.stderr
+        assert any(a['kind'] == 'data_quality' and 'quarantined' in a['detail'] for a in record['alerts'])
+    if case == 'an all-null feature': assert any(a['kind'] == 'data_quality' and 'price' in a['detail'] for a in record['alerts'])
+    if case in ('missing values written as NA', 'a byte-order mark'): assert record['quarantined'] == 0 and score[0] == 0
