@@ -99,6 +99,8 @@ def deployment(args, cfg)->int:
     else:
         from mlops_nb.register import alias_version, deployments
         name = cfg['mlflow']['model_name']
+        if alias_version(name, 'champion') is None:
+            raise LookupError(f"nothing is deployed: {name} has no champion in {cfg['mlflow']['tracking_uri']} yet; run `mlops-nb run` first")
         print(show(pl.DataFrame([{'alias': a, 'version': alias_version(name, a)} for a in ('champion', 'challenger')])))
         keep = ('at', 'event', 'version', 'replaced', 'who', 'reason', 'smoke_passed', 'run_id')
         if recorded := deployments(cfg): print(show(pl.DataFrame([{k: str(d.get(k, '')) for k in keep} for d in recorded[-10:]])))
@@ -169,7 +171,10 @@ def registry(args)->int:
         print(show(card.drop('optional')))
         print(', '.join(f'{fw} level {n}' for fw, n in levels(card).items()))
         return 0
-    if args.command == 'versions': print(show(register.versions(cfg)))
+    if args.command == 'versions':
+        table = register.versions(cfg)
+        if not table.height: raise LookupError(f"{cfg['mlflow']['model_name']} has no versions in {cfg['mlflow']['tracking_uri']} yet: run `mlops-nb run` first")
+        print(show(table))
     elif args.command in ('promote', 'rollback'):
         with run_lock(Path(cfg['paths']['runs']), f'{args.command}-{new_run_id()}', wait=True):
             entry = register.promote(cfg, args.version, args.reason) if args.command == 'promote' else register.rollback(cfg, args.reason)

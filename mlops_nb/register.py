@@ -230,9 +230,12 @@ LINEAGE_TAGS = ('mlops_nb.run_id', 'mlops_nb.git_commit', 'mlops_nb.git_dirty', 
 def _version_of(ref:str):
     "The model version named by `MODEL@ALIAS` or `MODEL/VERSION`."
     client = MlflowClient()
-    if '@' in ref: return client.get_model_version_by_alias(*ref.split('@', 1))
-    if '/' in ref: return client.get_model_version(*ref.split('/', 1))
-    raise ValueError(f"name a model version as MODEL@ALIAS or MODEL/VERSION, not '{ref}'")
+    if '@' not in ref and '/' not in ref: raise ValueError(f"name a model version as MODEL@ALIAS or MODEL/VERSION, not '{ref}'")
+    try: return client.get_model_version_by_alias(*ref.split('@', 1)) if '@' in ref else client.get_model_version(*ref.split('/', 1))
+    except MlflowException as e:
+        if e.error_code in ('RESOURCE_DOES_NOT_EXIST', 'INVALID_PARAMETER_VALUE', 'NOT_FOUND'):
+            raise LookupError(f"{ref} is not in the registry at {mlflow.get_tracking_uri()}: list the versions with `mlops-nb versions`") from None
+        raise
 
 def _kept(cfg:dict, run_id:str, local:str, name:str)->Path|None:
     "A file of the lineage: in this clone, else the copy kept with the training run, else None."
