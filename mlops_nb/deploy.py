@@ -374,7 +374,7 @@ def deploy_stage(ctx:StageContext # where the stage runs, with the parameters de
         why = (f"nothing to serve: {name} has no {p['alias']} yet. The gate refused v{mine} ({'; '.join(register['refused'][:3])}) and no earlier "
                "version passed a gate; fix what the gate names and run again, or promote a version by hand (mlops-nb promote VERSION)")
         return {'inputs': inputs, 'outputs': {}, 'deployment': None, 'nothing_to_serve': why, 'metrics': {'version': None, 'served': False}}
-    named = [{'name': f"production batch {b['name']}", **b} for b in data['outputs']['batches']] + [{'name': 'the holdout', **data['outputs']['holdout']}]
+    named = [{**b, 'name': f"production batch {b['name']}"} for b in data['outputs']['batches']] + [{**data['outputs']['holdout'], 'name': 'the holdout'}]
     batch = next(b for b in reversed(named[:-1]) if b['rows']) if any(b['rows'] for b in named[:-1]) else named[-1]
     empty = [b['name'] for b in named[:-1] if not b['rows']]
     scored = score_file(cfg, batch['path'], p['alias'], Path(ctx.run_dir)/'scored.parquet', p['chunk_rows'])

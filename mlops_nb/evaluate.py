@@ -18,9 +18,9 @@ from .core import StageContext
 from .train import TRAINING_DATA, labelled, predict, predictions_digest, run_artifact, use_mlflow
 
 # %% auto #0
-__all__ = ['MAIN_METRIC', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks', 'champion_version', 'training_ids',
-           'rows_learned', 'monitoring_experiment', 'monitored_batches', 'newer_labelled', 'compare', 'comparable',
-           'gate', 'evaluate_stage']
+__all__ = ['MAIN_METRIC', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks', 'champion_version', 'row_keys',
+           'training_keys', 'rows_learned', 'monitoring_experiment', 'monitored_batches', 'newer_labelled', 'compare',
+           'comparable', 'gate', 'evaluate_stage']
 
 # %% ../nbs/30_evaluate.ipynb #4928ac82
 MAIN_METRIC = {'classification': 'roc_auc', 'regression': 'r2'}
@@ -95,22 +95,32 @@ def champion_version(name:str # registered model name
         raise
 
 # %% ../nbs/30_evaluate.ipynb #fcb0d577
-def training_ids(cfg:dict, # project configuration
-                 version, # a registered model version
-                 id_column:str, # the id column
-                )->pl.Series|None:
-    "The ids of the rows a model version learned from, or None when they are not known."
+def row_keys(df:pl.DataFrame, # rows
+             schema:dict, # the data record's schema
+            )->pl.Series|None:
+    "What identifies each row across files: its id, or, without one, a hash of its time, features and target."
+    if schema['id'] != 'source_row' and schema['id'] in df.columns: return df[schema['id']].cast(pl.String)
+    cols = [c for c in (schema.get('time'), *schema['categorical'], *schema['numeric'], schema['target']) if c and c in df.columns]
+    if not cols: return None
+    as_text = [(pl.col(c).cast(pl.Float64) if df.schema[c].is_numeric() else pl.col(c)).cast(pl.String).fill_null('\x00') for c in cols]
+    return df.select(pl.concat_str(as_text, separator='\x1f').hash(seed=0).cast(pl.String)).to_series()
+
+def training_keys(cfg:dict, # project configuration
+                  version, # a registered model version
+                  schema:dict, # the data record's schema
+                 )->pl.Series|None:
+    "The keys of the rows a model version learned from, or None when they are not known."
     path = version.tags.get('mlops_nb.data_path')
     if not path or not Path(path).exists():
         try: path = run_artifact(cfg, version.tags.get('mlops_nb.mlflow_run_id') or version.run_id, TRAINING_DATA)
         except (MlflowException, OSError): return None
-    return pl.read_parquet(path, columns=[id_column])[id_column] if id_column in pl.read_parquet_schema(path) else None
+    return row_keys(pl.read_parquet(path), schema)
 
-def rows_learned(learned:pl.Series|None, # ids a model learned from, from `training_ids`
-                 ids:pl.Series, # the ids of the rows to compare on
+def rows_learned(learned:pl.Series|None, # keys of the rows a model learned from
+                 keys:pl.Series|None, # keys of the rows to compare on
                 )->int:
-    "How many of `ids` a model learned from; 0 when that is not known."
-    return 0 if learned is None else int(ids.is_in(learned.implode()).sum())
+    "How many of `keys` a model learned from; 0 when that is not known."
+    return 0 if learned is None or keys is None else int(keys.cast(pl.String).is_in(learned.cast(pl.String).implode()).sum())
 
 # %% ../nbs/30_evaluate.ipynb #24eb62c4
 def monitoring_experiment(cfg:dict)->str:
@@ -169,7 +179,7 @@ def comparable(df:pl.DataFrame, schema:dict, learned:list, min_rows:int)->str|No
     rows = df.filter(pl.col(schema['target']).is_not_null())
     if rows.height < min_rows: return f'{rows.height} labelled rows, fewer than {min_rows}'
     if schema['task'] == 'classification' and rows[schema['target']].n_unique() < 2: return 'a single class'
-    if schema['id'] in rows.columns and any(rows_learned(ids, rows[schema['id']]) for ids in learned): return 'a model learned from it'
+    if any(rows_learned(keys, row_keys(rows, schema)) for keys in learned): return 'a model learned from it'
     return None
 
 # %% ../nbs/30_evaluate.ipynb #2376e9f6
@@ -214,9 +224,8 @@ def _baseline(data:dict, schema:dict, n:int)->np.ndarray:
 
 def _compared(cfg:dict, data:dict, schema:dict, holdout_df:pl.DataFrame, champ, p:dict)->tuple:
     "Where challenger and champion can be compared fairly: `(name, frame, why)`, or `(None, None, why not)`."
-    learned = [training_ids(cfg, champ, schema['id']), pl.read_parquet(data['outputs']['reference']['path'])[schema['id']]
-               if schema['id'] in pl.read_parquet_schema(data['outputs']['reference']['path']) else None]
-    n = rows_learned(learned[0], holdout_df[schema['id']]) if schema['id'] in holdout_df.columns else 0
+    learned = [training_keys(cfg, champ, schema), row_keys(pl.read_parquet(data['outputs']['reference']['path']), schema)]
+    n = rows_learned(learned[0], row_keys(holdout_df, schema))
     if not n: return 'the holdout', holdout_df, None
     why = f"champion v{champ.version} learned from {n} of the {holdout_df.height} holdout rows (it was retrained on newer data)"
     refused = []

@@ -20,7 +20,7 @@ from .contract import DataContractError, parse_as
 from .core import StageContext, environment_info, git_state, new_run_id, resolve_params, write_json
 from .data import collect, open_batch, read_batch, reading
 from .drift import drift, multivariate_drift
-from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment
+from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys
 from .register import alias_version, register_version, version_bundle
 from .retrain import retrain, should_retrain
 from .train import labelled, predict, run_artifact, score, use_mlflow
@@ -177,8 +177,8 @@ def _retraining(cfg, run_id, run_dir, champ, schema, contract, params, trigger, 
     settings = {**champ['settings'], **{k: params['train'][k] for k in ('leakage_threshold', 'leakage_exact')}}
     p, learned = params['monitor'], pl.read_parquet(champ['training_data']())
     r = retrain(cfg, run_id, run_dir, schema, [('champion training data', learned)] + windows, newest, champ, settings, params['evaluate'], trigger,
-                str(Path(run_dir)/'65_monitor.json'), p['retrain_window'], p['retrain_windows'], contract, learned.get_column(schema['id'], default=None))
-    return {k: v for k, v in r.items() if k not in ('model', 'reference', 'ids')}
+                str(Path(run_dir)/'65_monitor.json'), p['retrain_window'], p['retrain_windows'], contract, row_keys(learned, schema))
+    return {k: v for k, v in r.items() if k not in ('model', 'reference', 'keys')}
 
 # %% ../nbs/65_monitor.ipynb #8f361ed7
 def monitor_file(cfg:dict, # project configuration
@@ -267,7 +267,7 @@ def monitor_stage(ctx:StageContext # where the stage runs, with the parameters d
     reference = pl.read_parquet(data['outputs']['reference']['path'])
     first = {'model': mlflow.sklearn.load_model(train['outputs']['model']['uri']), 'version': start['version'],
              'reference': json.loads(run_artifact(cfg, train['outputs']['model']['mlflow_run_id'], 'drift_reference.json').read_text()),
-             'holdout': evaluate['scores']['challenger'][m], 'ids': reference.get_column(schema['id'], default=None)}
+             'holdout': evaluate['scores']['challenger'][m], 'keys': row_keys(reference, schema)}
     settings = {'estimator': train['estimator'], 'hyperparameters': train['hyperparameters'], 'seed': train['params']['seed'],
                 'leakage_threshold': train['params']['leakage_threshold'], 'leakage_exact': train['params'].get('leakage_exact', 0.99)}
     windows = [(w, pl.read_parquet(data['outputs'][w]['path'])) for w in ('reference', 'holdout')]
@@ -285,10 +285,10 @@ def monitor_stage(ctx:StageContext # where the stage runs, with the parameters d
         if trigger:
             r = retrain(sim, ctx.run_id, ctx.run_dir, schema, windows, (b['name'], df), current, settings, evaluate['params'], trigger,
                         str(ctx.run_dir/f"{Path(cfg['stages']['monitor']['notebook']).stem}.html"), p['retrain_window'], p['retrain_windows'],
-                        champion_ids=current['ids'])
-            retrained = {k: v for k, v in r.items() if k not in ('model', 'reference', 'ids')}
+                        champion_keys=current['keys'])
+            retrained = {k: v for k, v in r.items() if k not in ('model', 'reference', 'keys')}
             retrains.append(retrained)
-            if r.get('promoted'): current, last = {k: r[k] for k in ('model', 'version', 'reference', 'holdout', 'ids')}, i
+            if r.get('promoted'): current, last = {k: r[k] for k in ('model', 'version', 'reference', 'holdout', 'keys')}, i
             elif 'version' in r: last = i
         windows.append((b['name'], df))
         batches.append({**rec, 'alerts': alerts, 'version': str(served), 'never_retrained': never, 'retraining': retrained})

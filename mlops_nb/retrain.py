@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from .core import StageContext, git_state, write_json
-from .evaluate import MAIN_METRIC, comparable, compare, gate
+from .evaluate import MAIN_METRIC, comparable, compare, gate, row_keys
 from .register import lineage_tags, register_version
 from .train import fit_and_log
 
@@ -45,13 +45,13 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
             report:str, # the report that will show this retraining
             how:str='expanding', size:int=3, # the training window
             contract:dict|None=None, # the contract the data was held to, kept with the new model
-            champion_ids:pl.Series|None=None, # the ids the champion learned from, when known
+            champion_keys:pl.Series|None=None, # the keys of the rows the champion learned from, when known
            )->dict:
     "Train a challenger on the newest windows, gate it against the champion on the newest batch, register it, promote it if it passed."
     task, m, (name, batch) = schema['task'], MAIN_METRIC[schema['task']], newest
     used = training_window(windows, how, size)
     data = pl.concat([w for _, w in used], how='diagonal_relaxed')
-    learned = [data[schema['id']] if schema['id'] in data.columns else None, champion_ids]
+    learned = [row_keys(data, schema), champion_keys]
     if problem := comparable(batch, schema, learned, gate_params['min_compare_rows']):
         return {'batch': name, 'trigger': trigger, 'skipped': f'batch {name} cannot judge a retrained model: {problem}'}
     snapshot = StageContext('monitor', cfg, run_id, Path(run_dir)).snapshot(data)
@@ -73,4 +73,4 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
     return {'batch': name, 'trigger': trigger, 'windows': [n for n, _ in used], 'train_rows': fit['metrics']['train_rows'],
             'version': done['version'], 'replaces': champion['version'], 'promoted': verdict['passed'], 'challenger': c['scores']['challenger'][m],
             'champion': c['scores']['champion'][m], 'refused': [x['reason'] for x in verdict['checks'] if not x['passed']],
-            'model': fit['model'], 'holdout': c['scores']['challenger'][m], 'reference': fit['reference'], 'ids': learned[0]}
+            'model': fit['model'], 'holdout': c['scores']['challenger'][m], 'reference': fit['reference'], 'keys': learned[0]}

@@ -24,6 +24,7 @@ model_name = "texas-median"
 [stages.data.params]
 source = "txhousing.csv"
 target = "median"
+task = "regression"
 time_column = "period"
 time_parts = ["year", "month"]
 window = "year"
@@ -57,7 +58,7 @@ def record(root, stage):
 
 def batch(root, year, name, scale=1.2):
     "A later year of the data as a new batch file, its prices risen by `scale`, labels included."
-    df = pl.read_csv(root/'txhousing.csv', null_values='NA').filter(pl.col('year') == year)
+    df = pl.read_csv(root/'txhousing.csv', null_values='NA', infer_schema_length=None).filter(pl.col('year') == year)
     df.with_columns(pl.col('median') * scale, pl.col('volume') * scale).write_csv(root/name)
     return name
 

@@ -11,3 +11,21 @@ NOTEBOOKS = sorted((ROOT/'nbs').rglob('*.ipynb'))
 def test_notebook(nb):
     r = subprocess.run([Path(sys.executable).parent/'nbdev-test', str(nb)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
+
+def test_a_stage_notebook_opened_alone_trains_on_its_projects_own_data(tmp_path, monkeypatch):
+    "A clone whose mlops.toml points at the user's own file: nbs/20_train.ipynb opened alone (as JupyterLab runs it) trains on that file."
+    import nbformat, shutil
+    from nbclient import NotebookClient
+    from test_data_inputs import sales
+    shutil.copytree(ROOT/'nbs', tmp_path/'nbs', ignore=shutil.ignore_patterns('labs', 'tutorials', '.ipynb_checkpoints'))
+    sales().write_csv(tmp_path/'sales.csv')
+    (tmp_path/'mlops.toml').write_text('[stages.data.params]\nsource = "sales.csv"\ntarget = "big"\ntime_column = "day"\nexclude = ["revenue", "units"]\n'
+                                       '\n[stages.train.params]\nmax_iter = 40\n')
+    for var in ('MLOPS_NB_ROOT', 'MLOPS_NB_CONFIG', 'MLOPS_NB_RUN_DIR', 'MLOPS_NB_RUN_ID', 'MLFLOW_TRACKING_URI'): monkeypatch.delenv(var, raising=False)
+    nb = nbformat.read(tmp_path/'nbs'/'20_train.ipynb', as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': str(tmp_path/'nbs')}}).execute()
+    shown = '\n'.join(str(o.get('data', {}).get('text/markdown', '')) + str(o.get('data', {}).get('text/plain', '')) + str(o.get('text', ''))
+                      for c in nb.cells for o in c.get('outputs', []))
+    assert '`max_iter` | int | `40` | default' in shown or "`max_iter` | int | `40`" in shown, shown[:3000]
+    assert 'store' in shown and 'price' in shown and 'carrier' not in shown
+    assert not (tmp_path/'runs').exists() and not (tmp_path/'mlflow.db').exists()
