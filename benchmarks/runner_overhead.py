@@ -8,13 +8,13 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 IN_ONE_PROCESS = '''
 from pathlib import Path
-from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, run_stage_function, stage_notebook
+from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, resolve_params, run_stage_function, stage_notebook
 from mlops_nb.pipeline import stage_order
 cfg, run_id = load_config(), new_run_id()
+params = resolve_params(cfg, stages=stage_order(cfg))
 for stage in stage_order(cfg):
     contract = notebook_parameters(stage_notebook(cfg, stage))
-    ctx = StageContext(stage, cfg, run_id, Path(cfg['paths']['runs'])/run_id, {n: p.default for n, p in contract.items()}, contract)
-    run_stage_function(ctx)
+    run_stage_function(StageContext(stage, cfg, run_id, Path(cfg['paths']['runs'])/run_id, params[stage], contract))
 '''
 
 def timed(cmd):

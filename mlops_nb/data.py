@@ -412,7 +412,8 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     if text and not types:
         sample = pl.concat(reference_raw.values()).head(100_000)
         types = {c: 'Datetime' if c == roles['time'] and sample.schema[c] != pl.String else infer_text_type(sample[c]) for c in columns}
-        types = {c: 'Float64' if t == 'Int64' and c != roles['id'] else t for c, t in types.items()}
+        whole = (roles['id'], roles['target'] if p['task'] == 'classification' else None)
+        types = {c: 'Float64' if t == 'Int64' and c not in whole else t for c, t in types.items()}
     contract = existing or infer_contract([_typed(b.drop('source_row'), text, types) for b in reference_raw.values()], roles['target'],
                                           roles['time'], '' if roles['id'] == 'source_row' else roles['id'], roles['features'], p['source'])
     if not existing and p['time_parts']: contract['dataset']['time_parts'] = p['time_parts']

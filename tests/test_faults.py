@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlops_nb.cli import main
-from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, run_stage_function, stage_notebook
+from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, resolve_params, run_stage_function, stage_notebook
 from team import TrackingServer, free_port
 from test_data_inputs import sales
 
@@ -136,7 +136,7 @@ def refused(tmp_path_factory):
         cfg, run_id = load_config(root), new_run_id()
         for stage in ('data', 'train', 'evaluate', 'register'):
             contract = notebook_parameters(stage_notebook(cfg, stage))
-            params = {n: p.default for n, p in contract.items()} | cfg['stages'][stage]['params']
+            params = resolve_params(cfg, stages=[stage])[stage]
             run_stage_function(StageContext(stage, cfg, run_id, root/'runs'/run_id, params, contract))
     finally: del os.environ['MLOPS_NB_ROOT']
     return root

@@ -49,6 +49,7 @@ exclude = ["big", "units"]
 
 [stages.monitor.params]
 retrain_on = []
+min_rows = 50
 '''
 
 def test_regression_on_own_data_registers_promotes_and_rolls_back_on_a_tracking_server(server, tmp_path):

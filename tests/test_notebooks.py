@@ -27,5 +27,5 @@ def test_a_stage_notebook_opened_alone_trains_on_its_projects_own_data(tmp_path,
     shown = '\n'.join(str(o.get('data', {}).get('text/markdown', '')) + str(o.get('data', {}).get('text/plain', '')) + str(o.get('text', ''))
                       for c in nb.cells for o in c.get('outputs', []))
     assert '`max_iter` | int | `40` | default' in shown or "`max_iter` | int | `40`" in shown, shown[:3000]
-    assert 'store' in shown and 'price' in shown and 'carrier' not in shown
+    assert '│ store ' in shown and '│ price ' in shown and 'visib' not in shown
     assert not (tmp_path/'runs').exists() and not (tmp_path/'mlflow.db').exists()

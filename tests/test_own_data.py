@@ -2,7 +2,6 @@
 import importlib.util, json, os, shutil, subprocess, sys, tarfile
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 pytestmark = pytest.mark.xdist_group('own_data')

@@ -5,7 +5,7 @@ import httpx
 import polars as pl
 import pytest
 
-from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, run_stage_function, stage_notebook
+from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, resolve_params, run_stage_function, stage_notebook
 from mlops_nb.deploy import Server, make_app, score_file
 from mlops_nb.contract import DataContractError
 from mlops_nb.register import deployments, move_alias
@@ -38,7 +38,7 @@ def project(tmp_path_factory):
             run_id = new_run_id()
             for stage in ('data', 'train', 'evaluate', 'register'):
                 contract = notebook_parameters(stage_notebook(cfg, stage))
-                params = {n: p.default for n, p in contract.items()} | cfg['stages'][stage]['params'] | ({'max_iter': max_iter} if stage == 'train' else {})
+                params = resolve_params(cfg, [f'train.max_iter={max_iter}'] if stage == 'train' else [], [stage])[stage]
                 run_stage_function(StageContext(stage, cfg, run_id, root/'runs'/run_id, params, contract))
         move_alias(cfg, 'champion', 1, 'tests start from v1')
     finally: del os.environ['MLOPS_NB_ROOT']
@@ -62,7 +62,6 @@ def test_valid_requests_get_one_prediction_per_record(project):
     ('wrong type', {'json': {'records': [{'store': 7, 'price': 10.5}]}}, 422, {'field': 'store', 'error': 'expected a string, got 7'}),
     ('missing field', {'json': {'records': [{'store': 'north'}]}}, 422, {'field': 'price', 'error': 'missing'}),
     ('extra field', {'json': {'records': [{'store': 'north', 'price': 1.0, 'coupon': 'X'}]}}, 422, {'field': 'coupon', 'error': 'unexpected field'}),
-    ('null where required', {'json': {'records': [{'store': None, 'price': 1.0}]}}, 422, {'field': 'store', 'error': 'null in a required field'}),
     ('empty body', {'content': b'', 'headers': {'content-type': 'application/json'}}, 400, {}),
     ('not JSON', {'content': b'{"records": [', 'headers': {'content-type': 'application/json'}}, 400, {}),
     ('no records', {'json': {'records': []}}, 400, {}),
@@ -78,6 +77,12 @@ def test_bad_requests_get_a_4xx_naming_each_problem(project, name, kwargs, statu
     errors = r.json()['errors']
     assert errors and all(e.get('error') for e in errors)
     if says: assert any(says.items() <= e.items() for e in errors), errors
+
+def test_a_missing_feature_value_is_scored_because_the_contract_allows_it(project):
+    root, cfg = project
+    with Server(make_app(cfg, log_folder=root/'log-null')) as s:
+        r = httpx.post(f'{s.url}/predict', json={'records': [{'store': None, 'price': 1.0}, {'store': 'north', 'price': None}]})
+    assert r.status_code == 200 and len(r.json()['predictions']) == 2, r.text
 
 def test_every_bad_field_of_every_record_is_reported(project):
     root, cfg = project
