@@ -98,7 +98,10 @@ def move_alias(cfg:dict, # project configuration
 
 # %% ../nbs/40_register.ipynb #46b9f125
 def promote(cfg:dict, version:str|int, reason:str='promoted by hand')->dict:
-    "Make `version` the champion; the recorded move."
+    "Make `version` the champion; the recorded move (nothing moves, and nothing is recorded, when it already is)."
+    name = cfg['mlflow']['model_name']
+    if alias_version(name, 'champion') == str(version):
+        return {'model': name, 'alias': 'champion', 'from': str(version), 'to': str(version), 'kind': 'promote', 'reason': 'already the champion: nothing moved'}
     return move_alias(cfg, 'champion', version, reason, 'promote')
 
 def rollback(cfg:dict, reason:str='rolled back by hand')->dict:

@@ -28,7 +28,7 @@ exclude = ["revenue", "units"]
 def orders():
     return sales().with_row_index('order_id', offset=1).with_columns(pl.col('order_id').cast(pl.Int64))
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def project(tmp_path_factory):
     "A project on its own data with a champion, its stages run in-process; and a folder for broken files."
     root = tmp_path_factory.mktemp('broken')

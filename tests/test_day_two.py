@@ -34,7 +34,7 @@ exclude = ["date"]
 max_iter = 30
 '''
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def server(tmp_path_factory):
     "A team's tracking server: PostgreSQL for the metadata, a folder for the artifacts, served through MLflow."
     with postgres() as uri:

@@ -39,7 +39,7 @@ def cli(root, *args):
     env = {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))}
     return subprocess.run([MLOPS_NB, *args], cwd=root, env=env, capture_output=True, text=True)
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp('edges')
     orders().write_csv(root/'orders.csv')

@@ -91,7 +91,7 @@ class Proxy:
         except OSError: pass
         for s in (client, upstream): s.close()
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def server(tmp_path_factory):
     d = tmp_path_factory.mktemp('faults-server')
     s = TrackingServer(f"sqlite:///{d/'server.db'}", d/'artifacts').start()
@@ -126,7 +126,7 @@ COMMANDS = [('run', '--only', 'deploy'), ('versions',), ('rollback',), ('lineage
             ('init', 'nowhere.csv'), ('promote', '1')]
 SUCCEED = {'a project with no champion': {'versions', 'promote'}}
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def refused(tmp_path_factory):
     "A project whose only model the gate refused: no champion."
     root = project(tmp_path_factory.mktemp('refused'), CONFIG + '\n[stages.evaluate.params]\nmin_roc_auc = 0.999\n')

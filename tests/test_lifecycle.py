@@ -10,7 +10,7 @@ pytestmark = pytest.mark.xdist_group('lifecycle')
 MLOPS_NB = Path(sys.executable).parent/'mlops-nb'
 TOKEN = 'tok-e2e-5c1f0a9d7b'
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def runs(tmp_path_factory):
     "A fresh project (a git repository) run twice with a secret in the environment: the two runs' outputs and times."
     root = tmp_path_factory.mktemp('flights')

