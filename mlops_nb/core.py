@@ -304,7 +304,9 @@ def scratch_config(cfg:dict)->dict:
     cfg = deepcopy(cfg)
     cfg['paths'].update({k: str(scratch/k) for k in ('runs', 'data', 'artifacts', 'contracts', 'predictions')})
     cfg['mlflow']['tracking_uri'] = f"sqlite:///{(scratch/'mlflow.db').as_posix()}"
-    if contract.is_file(): shutil.copy(contract, Path(cfg['paths']['contracts']).mkdir(parents=True) or Path(cfg['paths']['contracts']))
+    if contract.is_file():
+        Path(cfg['paths']['contracts']).mkdir(parents=True)
+        shutil.copy(contract, cfg['paths']['contracts'])
     return cfg
 
 # %% ../nbs/00_core.ipynb #4024efb2

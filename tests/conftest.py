@@ -1,9 +1,11 @@
-"A toy project whose three quick stage notebooks exercise the runner without the real lifecycle's cost."
-import json, os
+"Shared helpers: the `mlops-nb` command as a user runs it, stages run in-process, and a toy project whose three quick stage notebooks exercise the runner."
+import json, os, subprocess, sys
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, resolve_params, run_stage_function, stage_notebook
 
 # Two test workers share two cores: one OpenMP thread each, or scikit-learn's gradient boosting in both oversubscribes the cores
 # and each slows down many times over. Subprocesses (notebooks, pipeline runs) inherit the setting.
@@ -67,3 +69,24 @@ def statuses(manifest):
 
 def latest_manifest(root):
     return json.loads(sorted((Path(root)/'runs').glob('*/manifest.json'))[-1].read_text())
+
+MLOPS_NB = Path(sys.executable).parent/'mlops-nb'
+
+def clean_env(**extra)->dict:
+    "This environment without mlops_nb's and MLflow's variables (as a user's shell has them), plus `extra`."
+    return {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))} | extra
+
+def cli(root, *args, **extra)->subprocess.CompletedProcess:
+    "Run `mlops-nb` in the project `root`, as a user would; `extra` sets environment variables."
+    return subprocess.run([MLOPS_NB, *args], cwd=root, env=clean_env(**extra), capture_output=True, text=True)
+
+def run_stages(root, stages=('data', 'train', 'evaluate', 'register'), overrides=())->dict:
+    "Run stages of the project at `root` in this process, on its configuration (and `overrides`); the configuration."
+    os.environ['MLOPS_NB_ROOT'] = str(root)
+    try:
+        cfg, run_id = load_config(root), new_run_id()
+        for stage in stages:
+            params = resolve_params(cfg, [o for o in overrides if o.startswith(f'{stage}.')], [stage])[stage]
+            run_stage_function(StageContext(stage, cfg, run_id, Path(root)/'runs'/run_id, params, notebook_parameters(stage_notebook(cfg, stage))))
+    finally: del os.environ['MLOPS_NB_ROOT']
+    return cfg

@@ -1,17 +1,15 @@
 "Broken files through every entry point: `mlops-nb run`, `mlops-nb score` and `mlops-nb monitor` read them with one reader, give the same diagnosis, never a traceback, and account for every row they read."
-import json, os, subprocess, sys
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from conftest import cli, run_stages
 from mlops_nb.cli import main
-from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, resolve_params, run_stage_function, stage_notebook
 from test_data_inputs import sales
 
 pytestmark = pytest.mark.xdist_group('broken_files')
-
-MLOPS_NB = Path(sys.executable).parent/'mlops-nb'
 
 CONFIG = '''
 [mlflow]
@@ -35,14 +33,7 @@ def project(tmp_path_factory):
     orders().write_csv(root/'sales.csv')
     (root/'mlops.toml').write_text(CONFIG)
     (root/'broken').mkdir()
-    os.environ['MLOPS_NB_ROOT'] = str(root)
-    try:
-        cfg, run_id = load_config(root), new_run_id()
-        for stage in ('data', 'train', 'evaluate', 'register'):
-            contract = notebook_parameters(stage_notebook(cfg, stage))
-            params = resolve_params(cfg, stages=[stage])[stage]
-            run_stage_function(StageContext(stage, cfg, run_id, root/'runs'/run_id, params, contract))
-    finally: del os.environ['MLOPS_NB_ROOT']
+    run_stages(root)
     return root
 
 GOOD = orders().head(300).write_csv()
@@ -91,9 +82,7 @@ def write(root, name, content):
     if content is not None: path.write_bytes(content if isinstance(content, bytes) else content.encode())
     return f'broken/{name}'
 
-def run(root, source):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))}
-    return subprocess.run([MLOPS_NB, 'run', '--only', 'data', '-p', f'data.source={source}'], cwd=root, env=env, capture_output=True, text=True)
+def run(root, source): return cli(root, 'run', '--only', 'data', '-p', f'data.source={source}')
 
 def command(capsys, *args):
     code = main(list(args))

@@ -1,10 +1,12 @@
 "Day two on a team server: MLflow backed by PostgreSQL with proxied artifacts, two clones, the next run, the next batch, the next teammate."
-import json, os, shutil, subprocess, sys, time
+import json, shutil, time
 from pathlib import Path
 
 import httpx
 import polars as pl
 import pytest
+
+import conftest
 
 from mlops_nb.core import load_config
 from mlops_nb.deploy import Server, make_app
@@ -14,8 +16,6 @@ from test_own_data import package_file
 
 pytestmark = [pytest.mark.xdist_group('day_two'),
               pytest.mark.skipif(not postgres_bin('initdb'), reason='PostgreSQL is not installed here (.ci/run installs it)')]
-
-MLOPS_NB = Path(sys.executable).parent/'mlops-nb'
 
 CONFIG = '''
 [mlflow]
@@ -50,8 +50,8 @@ def clone(folder:Path)->Path:
     return folder
 
 def cli(root, server, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))} | {'MLFLOW_TRACKING_URI': server.url}
-    return subprocess.run([MLOPS_NB, *args], cwd=root, env=env, capture_output=True, text=True)
+    "Run `mlops-nb` in `root` against the team's tracking server."
+    return conftest.cli(root, *args, MLFLOW_TRACKING_URI=server.url)
 
 def record(root, stage):
     return json.loads(sorted((root/'runs').glob(f'*/{stage}.json'))[-1].read_text())

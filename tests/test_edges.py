@@ -1,18 +1,16 @@
 "Edges of a project's life: a batch with no valid rows, a five-row batch, monitoring before and after runs, labels that arrive in their own file, twice; and retraining held to the same leakage checks as training."
-import json, os, subprocess, sys
-from pathlib import Path
+import json
 
 import numpy as np
 import polars as pl
 import pytest
 
+from conftest import cli
 from mlops_nb.core import load_config, scratch_config
 from mlops_nb.retrain import retrain
 from test_data_inputs import sales
 
 pytestmark = pytest.mark.xdist_group('edges')
-
-MLOPS_NB = Path(sys.executable).parent/'mlops-nb'
 
 CONFIG = '''
 [mlflow]
@@ -35,9 +33,6 @@ def orders():
                                                                            pl.col('day').str.replace('2024-01', '2024-07'))
     return pl.concat([df, july])
 
-def cli(root, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))}
-    return subprocess.run([MLOPS_NB, *args], cwd=root, env=env, capture_output=True, text=True)
 
 @pytest.fixture(scope='session')
 def project(tmp_path_factory):

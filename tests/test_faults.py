@@ -1,18 +1,16 @@
 "Faults: a run killed with SIGKILL, a tracking server that goes away in the middle of an alias move, and every command in a place where it cannot do its job."
-import json, os, signal, socket, subprocess, sys, threading, time
+import json, os, signal, socket, subprocess, threading, time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
+from conftest import MLOPS_NB, clean_env, cli, run_stages
 from mlops_nb.cli import main
-from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, resolve_params, run_stage_function, stage_notebook
 from team import TrackingServer, free_port
 from test_data_inputs import sales
 
 pytestmark = pytest.mark.xdist_group('faults')
-
-MLOPS_NB = Path(sys.executable).parent/'mlops-nb'
 
 CONFIG = '''
 [pipeline]
@@ -32,12 +30,9 @@ def project(root:Path, config:str=CONFIG)->Path:
     (root/'mlops.toml').write_text(config)
     return root
 
-def env(**extra):
-    return {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))} | extra
-
 def test_a_run_killed_in_training_reads_as_interrupted_and_the_next_run_resumes_there(tmp_path):
     root = project(tmp_path/'killed')
-    proc = subprocess.Popen([MLOPS_NB, 'run'], cwd=root, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([MLOPS_NB, 'run'], cwd=root, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     client, deadline, running = MlflowClient(f"sqlite:///{root/'mlflow.db'}"), time.time() + 180, []
     while time.time() < deadline and not running and proc.poll() is None:
         time.sleep(0.05)
@@ -50,7 +45,7 @@ def test_a_run_killed_in_training_reads_as_interrupted_and_the_next_run_resumes_
     proc.wait()
     killed = json.loads(next((root/'runs').glob('*/manifest.json')).read_text())
     assert killed['status'] == 'running' and [s['status'] for s in killed['stages']][:2] == ['ran', 'running']
-    again = subprocess.run([MLOPS_NB, 'run'], cwd=root, env=env(), capture_output=True, text=True)
+    again = cli(root, 'run')
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"run {killed['run_id']} was interrupted in stage train: marked so (MLflow runs closed: 1)" in again.stdout
     after = json.loads((root/'runs'/killed['run_id']/'manifest.json').read_text())
@@ -101,14 +96,14 @@ def server(tmp_path_factory):
 def test_a_server_that_goes_away_mid_move_leaves_no_half_move_and_register_resumes_without_a_duplicate(server, tmp_path):
     root = project(tmp_path/'away', CONFIG.replace('[pipeline]', '[mlflow]\nmodel_name = "away"\n\n[pipeline]'))
     proxy = Proxy(server.port)
-    failed = subprocess.run([MLOPS_NB, 'run'], cwd=root, env=env(MLFLOW_TRACKING_URI=proxy.url), capture_output=True, text=True)
+    failed = cli(root, 'run', MLFLOW_TRACKING_URI=proxy.url)
     assert failed.returncode == 1 and proxy.tripped.is_set(), failed.stderr[-3000:]
     assert "stage 'register' failed" in failed.stderr and f'the tracking server at {proxy.url} could not be reached' in failed.stderr
     assert 'Traceback' not in failed.stderr
     client = MlflowClient(server.url)
     [version] = client.search_model_versions("name = 'away'")
     assert version.aliases == [] and not [k for k in client.get_registered_model('away').tags if k.startswith('mlops_nb.alias.')]
-    resumed = subprocess.run([MLOPS_NB, 'run'], cwd=root, env=env(MLFLOW_TRACKING_URI=server.url), capture_output=True, text=True)
+    resumed = cli(root, 'run', MLFLOW_TRACKING_URI=server.url)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     register = json.loads(sorted((root/'runs').glob('*/40_register.json'))[-1].read_text())
     assert register['registered_before'] and register['outputs']['model']['version'] == '1'
@@ -131,14 +126,7 @@ def refused(tmp_path_factory):
     "A project whose only model the gate refused: no champion."
     root = project(tmp_path_factory.mktemp('refused'), CONFIG + '\n[stages.evaluate.params]\nmin_roc_auc = 0.999\n')
     sales().head(60).write_csv(root/'batch.csv')
-    os.environ['MLOPS_NB_ROOT'] = str(root)
-    try:
-        cfg, run_id = load_config(root), new_run_id()
-        for stage in ('data', 'train', 'evaluate', 'register'):
-            contract = notebook_parameters(stage_notebook(cfg, stage))
-            params = resolve_params(cfg, stages=[stage])[stage]
-            run_stage_function(StageContext(stage, cfg, run_id, root/'runs'/run_id, params, contract))
-    finally: del os.environ['MLOPS_NB_ROOT']
+    run_stages(root)
     return root
 
 @pytest.mark.parametrize('where', ['an empty folder', 'a project with no champion', 'a stopped tracking server'])

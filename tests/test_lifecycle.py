@@ -1,13 +1,14 @@
 "The default lifecycle end to end on the real NYC flights data, as a new user runs it."
-import json, os, subprocess, sys, time
+import json, subprocess, time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
+from conftest import cli
+
 pytestmark = pytest.mark.xdist_group('lifecycle')
 
-MLOPS_NB = Path(sys.executable).parent/'mlops-nb'
 TOKEN = 'tok-e2e-5c1f0a9d7b'
 
 @pytest.fixture(scope='session')
@@ -18,11 +19,10 @@ def runs(tmp_path_factory):
     (root/'README.md').write_text('my project\n')
     subprocess.run(['git', 'add', 'README.md'], cwd=root, check=True)
     subprocess.run(['git', '-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-qm', 'start'], cwd=root, check=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))} | {'MLOPS_NB_API_TOKEN': TOKEN}
     out = []
     for _ in range(2):
         t = time.time()
-        r = subprocess.run([MLOPS_NB, 'run'], cwd=root, env=env, capture_output=True, text=True)
+        r = cli(root, 'run', MLOPS_NB_API_TOKEN=TOKEN)
         out.append((r, time.time() - t))
     return root, out
 
@@ -99,9 +99,6 @@ def test_the_secret_from_the_environment_is_nowhere_on_disk(runs):
     leaked = [p for p in files if TOKEN.encode() in p.read_bytes()]
     assert leaked == []
 
-def cli(root, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))}
-    return subprocess.run([MLOPS_NB, *args], cwd=root, env=env, capture_output=True, text=True)
 
 def champion(root):
     return MlflowClient(tracking_uri=f"sqlite:///{root/'mlflow.db'}").get_model_version_by_alias('flights-late', 'champion').version

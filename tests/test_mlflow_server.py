@@ -1,9 +1,11 @@
 "A team's set-up: a real MLflow tracking server on loopback (SQLite backend), and regression on the user's own data end to end."
-import json, os, socket, subprocess, sys, time, urllib.request
+import json, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+
+import conftest
 
 from test_data_inputs import sales
 
@@ -32,8 +34,8 @@ def server(tmp_path_factory):
     proc.terminate(); proc.wait(timeout=30)
 
 def cli(root, url, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))} | {'MLFLOW_TRACKING_URI': url}
-    return subprocess.run([BIN/'mlops-nb', *args], cwd=root, env=env, capture_output=True, text=True)
+    "Run `mlops-nb` in `root` against the tracking server at `url`."
+    return conftest.cli(root, *args, MLFLOW_TRACKING_URI=url)
 
 CONFIG = '''
 [mlflow]

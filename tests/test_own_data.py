@@ -1,12 +1,12 @@
 "Three real public datasets the project never used, run as a new user runs them: `mlops-nb init`, a look at the file, `mlops-nb run`."
-import importlib.util, json, os, shutil, subprocess, sys, tarfile
+import importlib.util, json, shutil, tarfile
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.xdist_group('own_data')
+from conftest import cli
 
-MLOPS_NB = Path(sys.executable).parent/'mlops-nb'
+pytestmark = pytest.mark.xdist_group('own_data')
 
 def package_file(package:str, *parts:str)->Path:
     "A file shipped inside an installed package, found without importing the package."
@@ -17,9 +17,6 @@ def pydataset_csv(member:str, dest:Path)->Path:
     with tarfile.open(package_file('pydataset', 'resources.tar.gz')) as tf: dest.write_bytes(tf.extractfile(f'resources/rdata/csv/{member}').read())
     return dest
 
-def cli(root, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))}
-    return subprocess.run([MLOPS_NB, *args], cwd=root, env=env, capture_output=True, text=True)
 
 def records(root):
     "The stage records of the project's newest run."

@@ -1,11 +1,11 @@
 "The real model service over HTTP on loopback, and batch scoring: valid and bad requests, auth, alias moves under load, the prediction log."
-import os, threading, time
+import threading, time
 
 import httpx
 import polars as pl
 import pytest
 
-from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parameters, resolve_params, run_stage_function, stage_notebook
+from conftest import run_stages
 from mlops_nb.deploy import Server, make_app, score_file
 from mlops_nb.contract import DataContractError
 from mlops_nb.register import deployments, move_alias
@@ -31,17 +31,8 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp('service')
     sales().write_csv(root/'sales.csv')
     (root/'mlops.toml').write_text(CONFIG)
-    os.environ['MLOPS_NB_ROOT'] = str(root)
-    try:
-        cfg = load_config(root)
-        for max_iter in (100, 20):
-            run_id = new_run_id()
-            for stage in ('data', 'train', 'evaluate', 'register'):
-                contract = notebook_parameters(stage_notebook(cfg, stage))
-                params = resolve_params(cfg, [f'train.max_iter={max_iter}'] if stage == 'train' else [], [stage])[stage]
-                run_stage_function(StageContext(stage, cfg, run_id, root/'runs'/run_id, params, contract))
-        move_alias(cfg, 'champion', 1, 'tests start from v1')
-    finally: del os.environ['MLOPS_NB_ROOT']
+    for max_iter in (100, 20): cfg = run_stages(root, overrides=[f'train.max_iter={max_iter}'])
+    move_alias(cfg, 'champion', 1, 'tests start from v1')
     return root, cfg
 
 def records(n=3):
