@@ -7,7 +7,7 @@ import pytest
 
 from conftest import cli, run_stages
 from mlops_nb.cli import main
-from test_data_inputs import sales
+from test_data_inputs import sales, sales_params
 
 pytestmark = pytest.mark.xdist_group('broken_files')
 
@@ -15,13 +15,7 @@ CONFIG = '''
 [mlflow]
 model_name = "orders"
 
-[stages.data.params]
-source = "sales.csv"
-target = "big"
-time_column = "day"
-id_column = "order_id"
-exclude = ["revenue", "units"]
-'''
+''' + sales_params(id_column='order_id')
 
 def orders():
     return sales().with_row_index('order_id', offset=1).with_columns(pl.col('order_id').cast(pl.Int64))

@@ -22,6 +22,11 @@ def sales(n_days=180, seed=3):
                          'big': int(units > 45), 'revenue': round(units * (price + 0.5), 2)})
     return pl.DataFrame(rows)
 
+def sales_params(source='sales.csv', id_column='')->str:
+    "The `[stages.data.params]` table of a project whose data is `sales()` written to `source`."
+    return (f'[stages.data.params]\nsource = "{source}"\ntarget = "big"\ntime_column = "day"\nid_column = "{id_column}"\n'
+            'exclude = ["revenue", "units"]\n')
+
 def run_data(root, **overrides):
     "Run the data stage in-process on the project at `root` with parameter overrides; its record."
     os.environ['MLOPS_NB_ROOT'] = str(root)

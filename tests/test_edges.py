@@ -8,7 +8,7 @@ import pytest
 from conftest import cli
 from mlops_nb.core import load_config, scratch_config
 from mlops_nb.retrain import retrain
-from test_data_inputs import sales
+from test_data_inputs import sales, sales_params
 
 pytestmark = pytest.mark.xdist_group('edges')
 
@@ -16,14 +16,7 @@ CONFIG = '''
 [mlflow]
 model_name = "orders"
 
-[stages.data.params]
-source = "orders.csv"
-target = "big"
-time_column = "day"
-id_column = "order_id"
-exclude = ["revenue", "units"]
-warn_only = ["quarantine", "dtype"]
-'''
+''' + sales_params('orders.csv', 'order_id') + 'warn_only = ["quarantine", "dtype"]\n'
 
 def orders():
     "Six months of orders; June's prices are unreadable (every June row is quarantined), and July has five orders."

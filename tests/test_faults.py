@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 from conftest import MLOPS_NB, clean_env, cli, run_stages
 from mlops_nb.cli import main
 from team import TrackingServer, free_port
-from test_data_inputs import sales
+from test_data_inputs import sales, sales_params
 
 pytestmark = pytest.mark.xdist_group('faults')
 
@@ -16,13 +16,7 @@ CONFIG = '''
 [pipeline]
 stages = ["data", "train", "evaluate", "register"]
 
-[stages.data.params]
-source = "sales.csv"
-target = "big"
-time_column = "day"
-id_column = ""
-exclude = ["revenue", "units"]
-'''
+''' + sales_params()
 
 def project(root:Path, config:str=CONFIG)->Path:
     root.mkdir(parents=True, exist_ok=True)

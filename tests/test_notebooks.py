@@ -16,11 +16,10 @@ def test_a_stage_notebook_opened_alone_trains_on_its_projects_own_data(tmp_path,
     "A clone whose mlops.toml points at the user's own file: nbs/20_train.ipynb opened alone (as JupyterLab runs it) trains on that file."
     import nbformat, shutil
     from nbclient import NotebookClient
-    from test_data_inputs import sales
+    from test_data_inputs import sales, sales_params
     shutil.copytree(ROOT/'nbs', tmp_path/'nbs', ignore=shutil.ignore_patterns('labs', 'tutorials', '.ipynb_checkpoints'))
     sales().write_csv(tmp_path/'sales.csv')
-    (tmp_path/'mlops.toml').write_text('[stages.data.params]\nsource = "sales.csv"\ntarget = "big"\ntime_column = "day"\nexclude = ["revenue", "units"]\n'
-                                       '\n[stages.train.params]\nmax_iter = 40\n')
+    (tmp_path/'mlops.toml').write_text(sales_params() + '\n[stages.train.params]\nmax_iter = 40\n')
     for var in ('MLOPS_NB_ROOT', 'MLOPS_NB_CONFIG', 'MLOPS_NB_RUN_DIR', 'MLOPS_NB_RUN_ID', 'MLFLOW_TRACKING_URI'): monkeypatch.delenv(var, raising=False)
     nb = nbformat.read(tmp_path/'nbs'/'20_train.ipynb', as_version=4)
     NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': str(tmp_path/'nbs')}}).execute()

@@ -9,7 +9,7 @@ from conftest import run_stages
 from mlops_nb.deploy import Server, make_app, score_file
 from mlops_nb.contract import DataContractError
 from mlops_nb.register import deployments, move_alias
-from test_data_inputs import sales
+from test_data_inputs import sales, sales_params
 
 pytestmark = pytest.mark.xdist_group('service')
 
@@ -17,13 +17,7 @@ CONFIG = '''
 [mlflow]
 model_name = "big-sales"
 
-[stages.data.params]
-source = "sales.csv"
-target = "big"
-time_column = "day"
-id_column = ""
-exclude = ["revenue", "units"]
-'''
+''' + sales_params()
 
 @pytest.fixture(scope='session')
 def project(tmp_path_factory):
