@@ -10,7 +10,8 @@ from pathlib import Path
 import polars as pl
 
 from .core import ConfigError, load_config, new_run_id, register_kernel
-from .pipeline import RunLocked, StageFailed, quarantine_line, run_lock, run_pipeline
+from .pipeline import RunLocked, StageFailed, run_lock, run_pipeline
+from .report import quarantine_line
 
 # %% auto #0
 __all__ = ['summary_table', 'parser', 'show', 'deployment', 'monitoring', 'commands', 'init', 'registry', 'explain', 'main']

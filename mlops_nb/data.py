@@ -456,10 +456,15 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     if p['task'] == 'classification':
         metrics |= {f'{w}_positive_rate': round((pl.concat(fr)[roles['target']] == target_info['positive_class']).mean(), 4)
                     for w, fr in windows.items()}
-    return {'inputs': inputs, 'outputs': outputs, 'batches': summary, 'notes': notes,
+    held = _quarantine_summary(summary, untimed.height, roles['time'], rows_read, outputs['quarantine'])
+    verdict = {'status': 'passed', 'summary': f"{rows_read:,} rows read: {accepted:,} accepted, {quarantined.height:,} quarantined "
+               f"({quarantined.height / max(1, rows_read):.2%}); {len(keys)} batches, reference {outputs['reference']['rows']:,} rows, "
+               f"holdout {outputs['holdout']['rows']:,} rows; {metrics['departures']:,} departures from expectation (accepted, monitored as drift)",
+               'reasons': [f"batch {b['batch']}: {w}" for b in summary for w in b['warnings']][:10]}
+    return {'inputs': inputs, 'outputs': outputs, 'batches': summary, 'notes': notes, 'verdict': verdict,
             'schema': {'id': roles['id'], 'time': roles['time'], 'target': roles['target'], 'task': p['task'], **kinds, **target_info},
-            'contract': {'path': str(path), 'inferred_now': wrote},
-            'quarantine': _quarantine_summary(summary, untimed.height, roles['time'], rows_read, outputs['quarantine']), 'metrics': metrics}
+            'contract': {'path': str(path), 'inferred_now': wrote, 'columns': contract['columns']},
+            'quarantine': held, 'metrics': metrics}
 
 # %% ../nbs/10_data.ipynb #5916c6ba
 _TARGET_NAMES = ('target', 'label', 'y', 'class', 'outcome', 'result', 'churn', 'default', 'survived', 'late', 'fraud', 'cnt', 'count', 'total',

@@ -373,7 +373,8 @@ def deploy_stage(ctx:StageContext # where the stage runs, with the parameters de
     if alias_version(name, p['alias']) is None:
         why = (f"nothing to serve: {name} has no {p['alias']} yet. The gate refused v{mine} ({'; '.join(register['refused'][:3])}) and no earlier "
                "version passed a gate; fix what the gate names and run again, or promote a version by hand (mlops-nb promote VERSION)")
-        return {'inputs': inputs, 'outputs': {}, 'deployment': None, 'nothing_to_serve': why, 'metrics': {'version': None, 'served': False}}
+        return {'inputs': inputs, 'outputs': {}, 'deployment': None, 'nothing_to_serve': why, 'metrics': {'version': None, 'served': False},
+                'verdict': {'status': 'nothing to serve', 'summary': why, 'reasons': register['refused']}}
     named = [{**b, 'name': f"production batch {b['name']}"} for b in data['outputs']['batches']] + [{**data['outputs']['holdout'], 'name': 'the holdout'}]
     batch = next(b for b in reversed(named[:-1]) if b['rows']) if any(b['rows'] for b in named[:-1]) else named[-1]
     empty = [b['name'] for b in named[:-1] if not b['rows']]
@@ -392,4 +393,8 @@ def deploy_stage(ctx:StageContext # where the stage runs, with the parameters de
     return {'inputs': {**inputs, 'batch': batch['digest'], 'live': live}, 'outputs': {'scored': scored['predictions']}, 'deployment': entry,
             'scoring': {**scored, 'batch': batch['name'], 'empty_batches': empty}, 'smoke': smoke,
             'metrics': {'version': int(served.version), 'replaced': int(previous) if previous else None, 'rows_scored': scored['scored'],
-                        'rows_quarantined': scored['quarantined'], **{f'latency_{k}_ms': v for k, v in smoke['latency_ms'].items()}}}
+                        'rows_quarantined': scored['quarantined'], **{f'latency_{k}_ms': v for k, v in smoke['latency_ms'].items()}},
+            'verdict': {'status': 'deployed', 'summary': f"{served.name} v{served.version} ({p['alias']}) deployed and smoke-tested "
+                        f"({len(smoke['cases'])} cases passed, p99 {smoke['latency_ms']['p99']} ms); {scored['scored']:,} rows of "
+                        f"{batch['name']} scored" + (f"; replaced v{previous}" if previous and previous != served.version else ''),
+                        'reasons': [f"empty batch{'es' if len(empty) > 1 else ''} not scored: {', '.join(empty)}"] if empty else []}}

@@ -20,7 +20,7 @@ from .train import TRAINING_DATA, labelled, predict, predictions_digest, run_art
 # %% auto #0
 __all__ = ['MAIN_METRIC', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks', 'champion_version', 'row_keys',
            'training_keys', 'rows_learned', 'monitoring_experiment', 'monitored_batches', 'newer_labelled', 'compare',
-           'comparable', 'gate', 'evaluate_stage']
+           'comparable', 'gate', 'gate_verdict', 'evaluate_stage']
 
 # %% ../nbs/30_evaluate.ipynb #4928ac82
 MAIN_METRIC = {'classification': 'roc_auc', 'regression': 'r2'}
@@ -216,6 +216,22 @@ def gate(task:str, # classification or regression
     checks += [(b['passed'], f"{b['check']} ({b['detail']})") for b in behaviour]
     return {'passed': all(ok for ok, _ in checks), 'checks': [{'passed': ok, 'reason': why} for ok, why in checks]}
 
+# %% ../nbs/30_evaluate.ipynb #e58557c4
+def gate_verdict(task:str, # classification or regression
+                 verdict:dict, # what `gate` returned
+                 scores:dict, # holdout scores by model: challenger, baseline and maybe champion
+                 champion:str|None, # the champion's version, when there is one
+                 compared_on:str|None, # where the champion was compared, or None when it could not be
+                )->dict:
+    "The gate's decision as a report's verdict: status, one summary line, and the failed checks."
+    m, s = MAIN_METRIC[task], scores
+    against = [f"baseline {s['baseline'][m]:.4f}"] + ([f"champion v{champion} {s['champion'][m]:.4f}"] if 'champion' in s else [])
+    where = f"; compared with champion v{champion} on {compared_on}" if champion and compared_on else ''
+    return {'status': 'passed' if verdict['passed'] else 'refused',
+            'summary': f"the gate {'passed' if verdict['passed'] else 'refused'} the model: holdout {m} {s['challenger'][m]:.4f} "
+                       f"({', '.join(against)}){where}",
+            'reasons': [c['reason'] for c in verdict['checks'] if not c['passed']]}
+
 # %% ../nbs/30_evaluate.ipynb #f760730e
 def _baseline(data:dict, schema:dict, n:int)->np.ndarray:
     "The constant prediction: the reference's positive rate, or its mean value."
@@ -274,4 +290,5 @@ def evaluate_stage(ctx:StageContext # where the stage runs, with the gate's thre
                            'scores': comparison['scores'] if where and champ else None},
             'curve': {'y': on_holdout['y'][:5000].tolist(), 'pred': np.round(on_holdout['pred'][:5000], 6).tolist()},
             'metrics': {**{f'holdout_{k}': v for k, v in scores['challenger'].items()}, 'holdout_rows': on_holdout['rows'],
-                        'gate_passed': verdict['passed']}}
+                        'gate_passed': verdict['passed']},
+            'verdict': gate_verdict(task, verdict, scores, champ.version if champ else None, where)}

@@ -251,6 +251,17 @@ def weighted_mean(rows:list[dict], key:str, weight:str='labelled_rows')->float|N
     pairs = [(r[key], r[weight]) for r in rows if r[key] is not None and r[weight]]
     return round(sum(v * w for v, w in pairs) / sum(w for _, w in pairs), 4) if pairs else None
 
+# %% ../nbs/65_monitor.ipynb #87c8ac92
+def _replay_verdict(namespace, timeline, batches, retrains, m):
+    "The replay in a few words: alerts, retrainings, and whether retraining paid."
+    alerts = sum(len(b['alerts']) for b in batches)
+    kinds = sorted({a['kind'] for b in batches for a in b['alerts']})
+    promoted = sum(bool(r.get('promoted')) for r in retrains)
+    return {'status': 'alerts' if alerts else 'quiet',
+            'summary': f"{len(timeline)} batches replayed in the namespace {namespace} (the project's aliases never move): {alerts} alerts"
+                       f"{' (' + ', '.join(kinds) + ')' if kinds else ''}, {sum('version' in r for r in retrains)} retrainings, {promoted} promoted",
+            'reasons': [f"{b['batch']} {a['kind']}: {a['detail']}" for b in batches for a in b['alerts']][:8]}
+
 # %% ../nbs/65_monitor.ipynb #fb16d3a0
 def monitor_stage(ctx:StageContext # where the stage runs, with the parameters declared below
                  )->dict:
@@ -306,7 +317,8 @@ def monitor_stage(ctx:StageContext # where the stage runs, with the parameters d
             'metrics': {'batches': len(timeline), 'alerts': sum(len(b['alerts']) for b in batches), 'retrains': sum('version' in r for r in retrains),
                         'promoted': sum(bool(r.get('promoted')) for r in retrains), f'{m}_after_retraining': weighted_mean(after, m),
                         f'never_retrained_{m}_same_batches': weighted_mean(after, f'never_retrained_{m}'), 'averages': 'weighted by labelled rows',
-                        'champion': alias_version(name, 'champion')}}
+                        'champion': alias_version(name, 'champion')},
+            'verdict': _replay_verdict(sim['mlflow']['model_name'], timeline, batches, retrains, m)}
 
 # %% ../nbs/65_monitor.ipynb #ac07ed4a
 def plot_timeline(timeline:list[dict], # the stage record's timeline

@@ -4,7 +4,7 @@
 
 # %% ../nbs/70_pipeline.ipynb #9f7b66f0
 from __future__ import annotations
-import base64, fcntl, hashlib, html, json, os, shutil, sys, tempfile, time
+import fcntl, hashlib, json, os, re, shutil, sys, tempfile, time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,13 +12,13 @@ from pathlib import Path
 import mlops_nb
 from .core import (ConfigError, atomic_write, environment_info, file_digest, git_state, load_config, new_run_id,
                            find_secrets, redact, resolve_params, secret_values, stage_notebook, write_json)
+from .report import quarantine_line, render_html, verdict_first, verdict_markdown, write_index
 
 # %% auto #0
-__all__ = ['stage_order', 'downstream', 'notebook_digest', 'code_digest', 'digest_of', 'stage_key', 'record_still_valid',
-           'earlier_runs', 'cache_decision', 'ProjectKernelManager', 'stage_environment', 'execute_stage',
-           'render_html', 'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'write_index', 'quarantine_line',
-           'upstream_of', 'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed', 'run_stage',
-           'run_pipeline']
+__all__ = ['STAGE_SECTION', 'stage_order', 'downstream', 'stage_program', 'notebook_digest', 'code_digest', 'digest_of',
+           'stage_key', 'record_still_valid', 'earlier_runs', 'cache_decision', 'ProjectKernelManager',
+           'stage_environment', 'execute_stage', 'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of',
+           'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed', 'run_stage', 'run_pipeline']
 
 # %% ../nbs/70_pipeline.ipynb #f7180cd4
 def stage_order(cfg:dict # project configuration
@@ -44,11 +44,28 @@ def downstream(cfg:dict, stage:str)->list[str]:
         if set(cfg['stages'][name]['needs']) & out: out.add(name)
     return [n for n in stage_order(cfg) if n in out]
 
+# %% ../nbs/70_pipeline.ipynb #26e844e7
+STAGE_SECTION = '## Run as a stage'
+
+def _text(cell): return ''.join(cell['source']) if isinstance(cell['source'], list) else cell['source']
+
+def stage_program(nb_path:Path|str # a stage notebook
+                 )->dict:
+    "The notebook a stage run executes: the head, the exported module's names, and the stage section."
+    import nbformat
+    nb = nbformat.read(nb_path, as_version=4)
+    cells, starts = nb.cells, [i for i, c in enumerate(nb.cells) if c.cell_type == 'markdown' and _text(c).startswith(STAGE_SECTION)]
+    if not starts: return nb
+    head = next((i for i, c in enumerate(cells) if c.cell_type == 'markdown' and _text(c).startswith('## ')), starts[0])
+    module = next((m.group(1) for c in cells[:head] if (m := re.search(r'^#\|\s*default_exp\s+(\S+)', _text(c), re.M))), None)
+    exports = [nbformat.v4.new_code_cell(f'from mlops_nb.{module} import *', id='stage-imports')] if module else []
+    nb.cells = cells[:head] + exports + cells[starts[0]:]
+    return nb
+
 # %% ../nbs/70_pipeline.ipynb #4dcfed57
 def notebook_digest(path:Path|str)->str:
-    "SHA-256 of a notebook's cell types and sources, ignoring outputs and metadata."
-    cells = json.loads(Path(path).read_text())['cells']
-    src = [(c['cell_type'], ''.join(c['source']) if isinstance(c['source'], list) else c['source']) for c in cells]
+    "SHA-256 of the cell types and sources a stage run of `path` executes, ignoring outputs and metadata."
+    src = [(c.cell_type, _text(c)) for c in stage_program(path).cells]
     return hashlib.sha256(json.dumps(src).encode()).hexdigest()
 
 def code_digest()->str:
@@ -156,26 +173,16 @@ def execute_stage(nb_path:Path, # the stage notebook
                   cwd:Path, # working directory of the kernel
                   timeout:int|None=None, # seconds a cell may run
                  )->dict|None:
-    "Execute `nb_path` into `out_path`; None on success, else the failing cell and error."
+    "Execute the stage program of `nb_path` into `out_path`; None on success, else the failing cell and error."
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     try:
-        pm.execute_notebook(str(nb_path), str(out_path), parameters=params, cwd=str(cwd), progress_bar=False, log_output=False,
+        pm.execute_notebook(stage_program(nb_path), str(out_path), parameters=params, cwd=str(cwd), progress_bar=False, log_output=False,
                             kernel_name='python3', kernel_manager_class=ProjectKernelManager, execution_timeout=timeout)
     except PapermillExecutionError as e:
         return {'cell': e.exec_count, 'cell_index': e.cell_index, 'source': e.source.strip().splitlines()[0] if e.source.strip() else '',
                 'error': e.ename, 'message': e.evalue}
     return None
-
-# %% ../nbs/70_pipeline.ipynb #ae373e24
-def render_html(ipynb:Path)->Path:
-    "Render an executed notebook to HTML beside it."
-    import nbformat
-    from nbconvert import HTMLExporter
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
-    out = ipynb.with_suffix('.html')
-    atomic_write(out, body)
-    return out
 
 # %% ../nbs/70_pipeline.ipynb #d4a01077
 class SecretLeak(RuntimeError): "A secret value was found in a report."
@@ -213,57 +220,7 @@ def run_lock(runs_dir:Path, # the project's runs folder
         try: yield
         finally: f.seek(0); f.truncate(); fcntl.flock(f, fcntl.LOCK_UN)
 
-# %% ../nbs/70_pipeline.ipynb #093ea0ed
-def _links(run_dir, stage):
-    stem = Path(stage['notebook']).stem
-    return ' '.join(f'<a href="{html.escape(stem)}.{x}">{x}</a>' for x in ('html', 'ipynb', 'json') if (run_dir/f'{stem}.{x}').exists())
-
-def _stage_row(run_dir, s):
-    e = html.escape
-    numbers = ', '.join(f'{k}={v}' for k, v in list(s.get('metrics', {}).items())[:6])
-    why = s.get('why') or s.get('cached_from') or ''
-    return (f"<tr class='{e(s['status'])}'><td>{e(s['name'])}</td><td>{e(s['status'])}</td><td>{e(why)}</td>"
-            f"<td>{s.get('duration_s', '')}</td><td>{e(numbers)}</td><td>{_links(run_dir, s)}</td></tr>")
-
-def _timeline_section(run_dir:Path, manifest:dict)->str:
-    "The monitoring story, when a stage recorded a `timeline`: its table and its plot, embedded."
-    e, out = html.escape, ''
-    for s in manifest['stages']:
-        path = run_dir/f"{Path(s['notebook']).stem}.json"
-        if s['status'] not in ('ran', 'cached') or not path.exists(): continue
-        record = json.loads(path.read_text())
-        if not record.get('timeline'): continue
-        cols = list(record['timeline'][0])
-        rows = ''.join('<tr>' + ''.join(f"<td>{e('' if r[c] is None else str(r[c]))}</td>" for c in cols) + '</tr>' for r in record['timeline'])
-        plot = Path(record.get('outputs', {}).get('plot', ''))
-        img = f"<p><img alt='performance per batch' src='data:image/png;base64,{base64.b64encode(plot.read_bytes()).decode()}'></p>" if plot.is_file() else ''
-        out += (f"<h2>Monitoring, batch by batch ({e(s['name'])})</h2>{img}<table><tr>{''.join(f'<th>{e(c)}</th>' for c in cols)}</tr>{rows}</table>"
-                + ''.join(f"<p>{e(k)}: {e(str(v))}</p>" for k, v in record.get('metrics', {}).items()))
-    return out
-
-def write_index(run_dir:Path, # the run folder
-                manifest:dict, # the run's manifest
-               )->Path:
-    "Write the run's `index.html`."
-    e, git = html.escape, manifest['git']
-    error = f"<p class='failed'>{e(manifest['error'])}</p>" if manifest.get('error') else ''
-    held = ''.join(f"<p class='quarantine'>{e(quarantine_line(s['name'], s['quarantine']))}</p>" for s in manifest['stages'] if s.get('quarantine'))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mlops_nb run {e(manifest['run_id'])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-.failed{{background:#fdd}} .interrupted{{background:#fdd}} .quarantine{{background:#ffe08a;padding:4px 8px;font-weight:bold}} .cached{{color:#555}}</style></head><body>
-<h1>Run {e(manifest['run_id'])}: {e(manifest['status'])}</h1>
-<p>git {e(str(git['commit']))}{' (dirty)' if git['dirty'] else ''} · Python {e(manifest['environment']['python'])} · {manifest.get('duration_s', '')} s · <a href="manifest.json">manifest.json</a></p>
-{error}{held}<table><tr><th>stage</th><th>status</th><th>why it ran / reused from</th><th>seconds</th><th>key numbers</th><th>reports</th></tr>
-{''.join(_stage_row(run_dir, s) for s in manifest['stages'])}</table>{_timeline_section(run_dir, manifest)}</body></html>"""
-    atomic_write(run_dir/'index.html', page)
-    return run_dir/'index.html'
-
-def quarantine_line(stage:str, q:dict)->str:
-    "One highlighted line for a stage's quarantine."
-    reasons = '; '.join(f"{r['reason']} ({r['rows']})" for r in q.get('reasons', [])[:3])
-    return (f"QUARANTINE {stage}: {q['rows']} of {q['of']} rows ({q['rows'] / max(1, q['of']):.2%}) held back"
-            f"{': ' + reasons if reasons else ''}; rows in {q.get('path', 'the stage record')}")
-
+# %% ../nbs/70_pipeline.ipynb #0768fe87
 def _save(run_dir, manifest, secrets):
     manifest = redact(manifest, secrets)
     write_json(run_dir/'manifest.json', manifest)
@@ -334,13 +291,17 @@ def _failure(name, error, path, tracking_uri):
     return (f"stage '{name}' failed {where}: {error['error']}: {error['message']}{hint}\n"
             f"  the executed notebook is kept at {path}\n  run again to resume from '{name}'")
 
-def run_stage(cfg:dict, name:str, run_dir:Path, run_id:str, params:dict, secrets:dict)->dict|None:
-    "Execute one stage notebook into `run_dir`, render it and scan it; None, or what went wrong."
+def run_stage(cfg:dict, name:str, run_dir:Path, run_id:str, params:dict, secrets:dict, git:dict|None=None)->dict|None:
+    "Execute one stage notebook into `run_dir`, put its verdict first, render it and scan it; None, or what went wrong."
     stem = Path(cfg['stages'][name]['notebook']).stem
     out = run_dir/f'{stem}.ipynb'
     with stage_environment(MLOPS_NB_RUN_DIR=run_dir, MLOPS_NB_RUN_ID=run_id, MLOPS_NB_ROOT=cfg['root'], MLOPS_NB_CONFIG=cfg['config_file']):
         error = execute_stage(stage_notebook(cfg, name), out, params, Path(cfg['root']))
-    if out.exists(): render_html(out)
+    if out.exists():
+        record = json.loads(out.with_suffix('.json').read_text()) if not error and out.with_suffix('.json').exists() else None
+        where = f" in cell {error['cell']} ({error['source']})" if error and error.get('cell') is not None else ''
+        verdict_first(out, verdict_markdown(name, record, git, error and f"{error['error']}{where}: {error['message']}"))
+        render_html(out)
     leaks = scrub_secrets([out, out.with_suffix('.html'), out.with_suffix('.json')], secrets)
     if error: return error
     if leaks: return {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
@@ -401,7 +362,7 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
             else:
                 entry['status'] = 'running'
                 _save(run_dir, manifest, secrets)
-                try: error = run_stage(cfg, name, run_dir, run_id, values[name], secrets)
+                try: error = run_stage(cfg, name, run_dir, run_id, values[name], secrets, manifest['git'])
                 except KeyboardInterrupt: error = {'error': 'KeyboardInterrupt', 'message': 'interrupted'}
                 if error:
                     entry.update(status='failed', why=why, error=error, duration_s=round(time.time() - t, 1))
@@ -415,7 +376,7 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
                 note = f'ran ({why})'
             records[name] = record = json.loads((run_dir/f'{stem}.json').read_text())
             entry.update(duration_s=round(time.time() - t, 1), inputs=record.get('inputs', {}), outputs=record.get('outputs', {}),
-                         metrics=record.get('metrics', {}), **({'events': record['events']} if record.get('events') else {}),
+                         metrics=record.get('metrics', {}), verdict=record.get('verdict'), **({'events': record['events']} if record.get('events') else {}),
                          **({'quarantine': record['quarantine']} if (record.get('quarantine') or {}).get('rows') else {}))
             echo(f'{tag} {note} in {entry["duration_s"]} s')
             if entry.get('quarantine'): echo(quarantine_line(name, entry['quarantine']))

@@ -169,7 +169,11 @@ def register_stage(ctx:StageContext # where the stage runs
             'outputs': {'model': {'name': name, 'version': done['version'], 'uri': f"models:/{name}/{done['version']}"}},
             'champion': {'before': before, 'after': after}, 'moves': done['moves'], 'registered_before': done['registered_before'],
             'refused': [c['reason'] for c in evaluate['gate']['checks'] if not c['passed']],
-            'metrics': {'version': int(done['version']), 'champion': int(after) if after else None, 'promoted': passed}}
+            'metrics': {'version': int(done['version']), 'champion': int(after) if after else None, 'promoted': passed},
+            'verdict': {'status': 'promoted' if passed else 'not promoted',
+                        'summary': f"{name} v{done['version']} registered as challenger; champion "
+                                   + (f"v{before} -> v{after}" if before != after else f"stays {f'v{after}' if after else 'unset'}"),
+                        'reasons': [c['reason'] for c in evaluate['gate']['checks'] if not c['passed']]}}
 
 # %% ../nbs/40_register.ipynb #d0cb97c6
 def _version(cfg:dict, ref:str|int)->object:

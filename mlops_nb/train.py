@@ -301,4 +301,8 @@ def train_stage(ctx:StageContext # where the stage runs, with the parameters dec
     return {'inputs': {'reference': ref['digest']},
             'outputs': {'model': {k: fit[k] for k in ('uri', 'mlflow_run_id', 'predictions_digest', 'drift_reference')}},
             'estimator': p['estimator'], 'hyperparameters': fit['hyperparameters'], 'leakage': fit['leakage'], 'search': fit['search'],
-            'git': git, 'metrics': fit['metrics']}
+            'git': git, 'metrics': fit['metrics'],
+            'verdict': {'status': 'leakage found' if fit['leakage']['findings'] else 'trained',
+                        'summary': f"{p['estimator']} fitted on {fit['metrics']['train_rows']:,} labelled rows of the reference window; "
+                                   f"{'the gate will refuse it for leakage' if fit['leakage']['findings'] else 'no leakage found'}",
+                        'reasons': fit['leakage']['findings']}}

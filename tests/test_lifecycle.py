@@ -2,8 +2,12 @@
 import json, subprocess, time
 from pathlib import Path
 
+import nbformat
 import pytest
 from mlflow import MlflowClient
+
+from mlops_nb.core import load_config, stage_notebook
+from mlops_nb.pipeline import stage_program
 
 from conftest import cli
 
@@ -85,6 +89,23 @@ def test_the_replay_flags_real_shifts_keeps_negligible_ones_quiet_and_retraining
     assert [e['version'] for e in events] == [r.get('version') for r in record['retrains']] and all(e['trigger'] for e in events)
     index = (run_dir/'index.html').read_text()
     assert 'Monitoring, batch by batch' in index and 'data:image/png;base64,' in index
+
+def test_each_report_opens_with_its_verdict_and_a_stage_run_executes_no_lesson(runs):
+    root, _ = runs
+    m = manifest(root, 0)
+    run_dir, repo = root/'runs'/m['run_id'], load_config(Path(__file__).parent.parent)
+    for s in m['stages']:
+        stem = Path(s['notebook']).stem
+        page = (run_dir/f'{stem}.html').read_text()
+        assert s['verdict']['status'] and page.index(f"Verdict: {s['name']}") < page.index('<details class="mlops-nb-code">'), stem
+        executed = nbformat.read(run_dir/f'{stem}.ipynb', as_version=4).cells
+        assert 'verdict' in executed[1].metadata.get('tags', [])
+        ran = [c.source for c in executed if not {'verdict', 'injected-parameters'} & set(c.metadata.get('tags', []))]
+        program = stage_program(stage_notebook(repo, s['name'])).cells
+        assert ran == [c.source for c in program], stem
+        assert len(program) < len(nbformat.read(stage_notebook(repo, s['name']), as_version=4).cells) / 2, stem
+    index = (run_dir/'index.html').read_text()
+    assert index.index('<h2>Verdicts</h2>') < index.index('<h2>Stages</h2>') and "<b class='passed'>data: passed</b>" in index
 
 def test_an_immediate_second_run_reuses_every_stage_in_a_tenth_of_the_time(runs):
     root, [(_, t1), (second, t2)] = runs

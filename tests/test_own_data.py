@@ -43,6 +43,9 @@ def test_a_trending_monthly_series_with_its_time_in_parts(tmp_path):
     assert r['evaluate']['scores']['challenger']['r2'] > 0.8 > r['evaluate']['scores']['baseline']['r2']
     assert r['register']['outputs']['model']['name'] == 'txhousing-median' and r['register']['metrics']['promoted']
     assert any('year' in b['drifted'] for b in r['monitor']['batches'])
+    executed = next((root/'runs').glob('*/10_data.ipynb')).read_text()
+    assert 'read_nycflights13' in (Path(__file__).parent.parent/'nbs'/'10_data.ipynb').read_text()
+    assert 'read_nycflights13' not in executed, 'an own-data run must not run the lessons that read the flights'
     lineage = cli(root, 'lineage')
     assert lineage.returncode == 0, lineage.stdout + lineage.stderr
     assert 'not recorded: the project was not a git repository' in lineage.stdout
