@@ -10,11 +10,12 @@ from pathlib import Path
 import polars as pl
 
 from .core import ConfigError, load_config, new_run_id, register_kernel
-from .pipeline import RunLocked, StageFailed, run_lock, run_pipeline
-from .report import quarantine_line
+from .pipeline import RunLocked, StageFailed, earlier_runs, run_lock, run_pipeline
+from .report import diff_markdown, diff_table, quarantine_line, run_diff
 
 # %% auto #0
-__all__ = ['summary_table', 'parser', 'show', 'deployment', 'monitoring', 'commands', 'init', 'registry', 'explain', 'main']
+__all__ = ['summary_table', 'parser', 'show', 'deployment', 'monitoring', 'commands', 'init', 'find_run', 'diff', 'registry',
+           'explain', 'main']
 
 # %% ../nbs/80_cli.ipynb #7ffd2bb4
 def summary_table(manifest:dict # a run's manifest
@@ -45,6 +46,8 @@ def parser()->argparse.ArgumentParser:
     run.add_argument('--from', dest='start', metavar='STAGE', help='run this stage and every stage after it')
     run.add_argument('--wait', action='store_true', help='wait for another run of this project to finish instead of refusing')
     sub.add_parser('versions', help="list the model's versions with aliases, holdout metric, gate verdict and data digest")
+    card = sub.add_parser('card', help="print a version's model card: use, training data, metrics, slices, checks, leakage, limits, lineage")
+    card.add_argument('version', nargs='?', default='champion', help='a version number or an alias (default: champion)')
     promote = sub.add_parser('promote', help='make a version the champion')
     promote.add_argument('version', help='the model version to promote')
     promote.add_argument('--reason', default='promoted by hand', help='why, for the alias history')
@@ -70,6 +73,10 @@ def parser()->argparse.ArgumentParser:
     monitor.add_argument('--retrain', action='store_true', help='let an alert retrain the model, through the gate')
     monitor.add_argument('-p', '--param', action='append', default=[], metavar='[STAGE.]NAME=VALUE', help='set a monitor (or other stage) parameter; repeatable')
     sub.add_parser('monitoring', help='the monitoring history: every monitored batch, its drift, performance, alerts and retraining')
+    diff = sub.add_parser('diff', help='what changed between two runs: parameters, data, contract, verdicts, metrics with deltas, drift, quarantine')
+    diff.add_argument('run_a', nargs='?', help='the earlier run: an id, or its unique start or end (default: the run before the newest)')
+    diff.add_argument('run_b', nargs='?', help='the later run (default: the newest)')
+    diff.add_argument('--markdown', action='store_true', help='print Markdown, for a pull-request comment or a CI job summary')
     sub.add_parser('scorecard', help="rate the project against Google's MLOps levels 0-2 and Microsoft's maturity levels 0-4")
     readme = sub.add_parser('readme', help='write README.md from nbs/index.ipynb (executing it)')
     readme.add_argument('--check', action='store_true', help='only check that README.md is up to date; exit 1 if not')
@@ -147,11 +154,32 @@ def init(args)->int:
     print(f"wrote {path}: review it, then run `mlops-nb run`")
     return 0
 
+def find_run(runs:list[str], # run ids, newest first
+             ref:str, # an id, or its unique start or end
+            )->str:
+    "The run `ref` names."
+    found = [r for r in runs if r == ref] or [r for r in runs if r.startswith(ref) or r.endswith(ref)]
+    if len(found) == 1: return found[0]
+    raise LookupError(f"{'no' if not found else 'more than one'} pipeline run matches '{ref}'; newest runs: {', '.join(runs[:5]) or 'none yet'}")
+
+def diff(args, cfg)->int:
+    "`mlops-nb diff`: what changed between two runs; the exit code."
+    runs_dir = Path(cfg['paths']['runs'])
+    runs = [m['run_id'] for m in earlier_runs(runs_dir)]
+    if len(runs) < 2 and not (args.run_a and args.run_b):
+        raise LookupError(f"{len(runs)} pipeline run(s) in {runs_dir}: a diff needs two; run `mlops-nb run` again (with a changed parameter, say)")
+    a = find_run(runs, args.run_a) if args.run_a else runs[1]
+    b = find_run(runs, args.run_b) if args.run_b else runs[0] if runs[0] != a else runs[1]
+    rows = run_diff(runs_dir/a, runs_dir/b)
+    print(diff_markdown(rows) if args.markdown else diff_table(rows))
+    return 0
+
 def registry(args)->int:
     "The registry commands; their exit code."
     from mlops_nb import register
     if args.command == 'init': return init(args)
     cfg = load_config(args.root)
+    if args.command == 'diff': return diff(args, cfg)
     register.use_mlflow(cfg)
     if args.command in ('score', 'serve', 'deployed'): return deployment(args, cfg)
     if args.command in ('monitor', 'monitoring'): return monitoring(args, cfg)
@@ -176,6 +204,7 @@ def registry(args)->int:
         table = register.versions(cfg)
         if not table.height: raise LookupError(f"{cfg['mlflow']['model_name']} has no versions in {cfg['mlflow']['tracking_uri']} yet: run `mlops-nb run` first")
         print(show(table))
+    elif args.command == 'card': print(register.read_card(cfg, args.version), end='')
     elif args.command in ('promote', 'rollback'):
         with run_lock(Path(cfg['paths']['runs']), f'{args.command}-{new_run_id()}', wait=True):
             entry = register.promote(cfg, args.version, args.reason) if args.command == 'promote' else register.rollback(cfg, args.reason)
@@ -210,6 +239,7 @@ def main(argv:list[str]|None=None # arguments; `sys.argv[1:]` by default
         )->int:
     "Entry point of the `mlops-nb` command; the exit code."
     args = parser().parse_args(argv)
+    os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     try: register_kernel()
     except OSError as e: print(f'mlops-nb: note: could not register the Jupyter kernel ({e})', file=sys.stderr)
     if args.command != 'run':

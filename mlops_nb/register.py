@@ -13,6 +13,7 @@ import polars as pl
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from .card import card_summary, model_card
 from .contract import check_contract, read_contract
 from .core import StageContext, file_digest, frame_digest, notebook_parameters, run_stage_function, scratch_config, stage_notebook
 from .evaluate import MAIN_METRIC
@@ -22,10 +23,10 @@ try: import tomllib
 except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
-__all__ = ['ALIAS_EVENT', 'DEPLOYMENT_EVENT', 'LINEAGE_TAGS', 'ledger_path', 'deployments_path', 'record_event', 'events',
+__all__ = ['ALIAS_EVENT', 'DEPLOYMENT_EVENT', 'CARD', 'LINEAGE_TAGS', 'ledger_path', 'deployments_path', 'record_event', 'events',
            'alias_history', 'deployments', 'alias_version', 'move_alias', 'promote', 'rollback', 'lineage_tags',
-           'register_version', 'register_stage', 'project_contract', 'version_bundle', 'versions', 'lineage',
-           'reproduce']
+           'register_version', 'store_card', 'read_card', 'register_stage', 'project_contract', 'version_bundle',
+           'versions', 'lineage', 'reproduce']
 
 # %% ../nbs/40_register.ipynb #f5e1b244
 ALIAS_EVENT, DEPLOYMENT_EVENT = 'mlops_nb.alias.', 'mlops_nb.deployment.'
@@ -140,18 +141,46 @@ def register_version(cfg:dict, # project configuration
                      reason:str, # why the champion moves, when it does
                      kind:str='gate', # what moves the champion: gate or retrain
                      run_id:str|None=None, # the pipeline run
+                     card:dict|None=None, # the model card's facts beyond the gate record: task, target, features, training, leakage, compared_on
                     )->dict:
-    "Register (or find again) the version of a training run, make it the challenger, and the champion if it passed."
+    "Register (or find again) the version of a training run with its model card, make it the challenger, and the champion if it passed."
     name, client = cfg['mlflow']['model_name'], MlflowClient()
     found = client.search_model_versions(f"name = '{name}' and tags.`mlops_nb.mlflow_run_id` = '{tags['mlops_nb.mlflow_run_id']}'")
     mv = found[0] if found else mlflow.register_model(model_uri, name, tags=tags)
     if not found: client.log_artifact(tags['mlops_nb.mlflow_run_id'], tags['mlops_nb.gate_record'], 'gate')
+    text = store_card(name, str(mv.version), tags, card) if card else None
     record, moves = tags['mlops_nb.gate_record'], []
     if alias_version(name, 'challenger') != str(mv.version):
         moves.append(move_alias(cfg, 'challenger', mv.version, 'newest trained model', 'challenger', run_id, record))
     if passed and alias_version(name, 'champion') != str(mv.version):
         moves.append(move_alias(cfg, 'champion', mv.version, reason, kind, run_id, record))
-    return {'name': name, 'version': str(mv.version), 'registered_before': bool(found), 'moves': moves}
+    return {'name': name, 'version': str(mv.version), 'registered_before': bool(found), 'moves': moves, 'card': text}
+
+# %% ../nbs/40_register.ipynb #65ffd56d
+CARD = 'model_card.md'
+
+def store_card(name:str, version:str, # the model version
+               tags:dict, # its lineage tags
+               facts:dict, # the card's facts beyond the gate record
+              )->str:
+    "Write the version's model card to the registry; the card."
+    record = json.loads(Path(tags['mlops_nb.gate_record']).read_text())
+    facts = {**facts, 'model': name, 'version': version, 'gate': record['gate'], 'scores': record['scores'], 'slices': record['slices'],
+             'behaviour': record['behaviour'], 'lineage': tags}
+    text, client = model_card(facts), MlflowClient()
+    client.log_text(tags['mlops_nb.mlflow_run_id'], text, CARD)
+    client.update_model_version(name, version, description=card_summary(facts))
+    return text
+
+def read_card(cfg:dict, # project configuration
+              ref:str|int='champion', # an alias or a version number
+             )->str:
+    "The model card stored with a version."
+    mv = _version(cfg, ref)
+    try: return mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{CARD}")
+    except (MlflowException, OSError):
+        raise LookupError(f"{mv.name} v{mv.version} has no model card: it was registered before cards were written; "
+                          "run `mlops-nb run` to register a version with one") from None
 
 # %% ../nbs/40_register.ipynb #41434d69
 def register_stage(ctx:StageContext # where the stage runs
@@ -163,10 +192,16 @@ def register_stage(ctx:StageContext # where the stage runs
     before = alias_version(name, 'champion')
     tags = lineage_tags(ctx.run_id, ctx.run_dir, train['git'], data['outputs']['reference'], model['mlflow_run_id'], evaluate['gate'],
                         ctx.record_path('evaluate'), evaluate['scores']['challenger'], evaluate['task'])
-    done = register_version(ctx.cfg, model['uri'], tags, passed, 'gate passed', 'gate', ctx.run_id)
+    schema, ref, contract = data['schema'], data['outputs']['reference'], data['contract']
+    card = {'task': schema['task'], 'target': schema['target'], 'features': schema['categorical'] + schema['numeric'], 'compared_on': 'the holdout',
+            'training': {'window': 'reference batches ' + ', '.join(b['batch'] for b in data['batches'] if b['role'] == 'reference'),
+                         'rows': train['metrics']['train_rows'], 'digest': ref['digest'], 'contract': contract['path']},
+            'leakage': train['leakage']['findings']}
+    done = register_version(ctx.cfg, model['uri'], tags, passed, 'gate passed', 'gate', ctx.run_id, card)
+    (ctx.run_dir/CARD).write_text(done['card'])
     after = alias_version(name, 'champion')
     return {'inputs': {'model': model['uri'], 'gate_passed': passed},
-            'outputs': {'model': {'name': name, 'version': done['version'], 'uri': f"models:/{name}/{done['version']}"}},
+            'outputs': {'model': {'name': name, 'version': done['version'], 'uri': f"models:/{name}/{done['version']}"}, 'card': str(ctx.run_dir/CARD)},
             'champion': {'before': before, 'after': after}, 'moves': done['moves'], 'registered_before': done['registered_before'],
             'refused': [c['reason'] for c in evaluate['gate']['checks'] if not c['passed']],
             'metrics': {'version': int(done['version']), 'champion': int(after) if after else None, 'promoted': passed},

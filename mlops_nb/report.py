@@ -129,12 +129,13 @@ def write_index(run_dir:Path, # the run folder
     error = f"<p class='failed'>{e(manifest['error'])}</p>" if manifest.get('error') else ''
     held = ''.join(f"<p class='quarantine'>{e(quarantine_line(s['name'], s['quarantine']))}</p>" for s in manifest['stages'] if s.get('quarantine'))
     verdicts = ''.join(_verdict_item(s) for s in manifest['stages'] if s.get('verdict'))
+    card = "<p>The <a href='model_card.md'>model card</a> of the version this run registered.</p>" if (run_dir/'model_card.md').exists() else ''
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mlops_nb run {e(manifest['run_id'])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
 .failed,.refused,.alerts{{background:#fdd}} .interrupted{{background:#fdd}} .passed,.promoted,.deployed,.quiet,.trained{{background:#dfd}} .quarantine{{background:#ffe08a;padding:4px 8px;font-weight:bold}} .cached{{color:#555}}</style></head><body>
 <h1>Run {e(manifest['run_id'])}: {e(manifest['status'])}</h1>
 <p>git {e(str(git['commit']))}{' (dirty)' if git['dirty'] else ''} · Python {e(manifest['environment']['python'])} · {manifest.get('duration_s', '')} s · <a href="manifest.json">manifest.json</a></p>
-{error}<h2>Verdicts</h2><ul>{verdicts or '<li>no stage has finished yet</li>'}</ul>{held}
+{error}<h2>Verdicts</h2><ul>{verdicts or '<li>no stage has finished yet</li>'}</ul>{card}{held}
 <h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>why it ran / reused from</th><th>seconds</th><th>key numbers</th><th>reports</th></tr>
 {''.join(_stage_row(run_dir, s) for s in manifest['stages'])}</table>{_timeline_section(run_dir, manifest)}</body></html>"""
     atomic_write(run_dir/'index.html', page)
@@ -179,11 +180,11 @@ def run_diff(a:Path|str, # the earlier run's folder
                     for n in sorted(set(x) | set(y), key=lambda n: (n not in x, n)) if always or x.get(n) != y.get(n))
     params = lambda m: {f"{s['name']}.{k}": v for s in m['stages'] for k, v in (s.get('params') or {}).items()}
     changed('parameter', params(ma), params(mb))
-    changed('data', _digests(ra), _digests(rb))
+    changed('digest', _digests(ra), _digests(rb))
     changed('contract rule', _rules(ra), _rules(rb))
     verdict = lambda rs: {s: (r.get('verdict') or {}).get('status') for s, r in rs.items()}
     changed('verdict', verdict(ra), verdict(rb), always=True)
-    reasons = lambda rs: {f"{s} reason {i + 1}": why for s, r in rs.items() for i, why in enumerate((r.get('verdict') or {}).get('reasons', []))}
+    reasons = lambda rs: {f"{s}.reason.{i + 1}": why for s, r in rs.items() for i, why in enumerate((r.get('verdict') or {}).get('reasons', []))}
     changed('verdict', reasons(ra), reasons(rb))
     quarantined = lambda rs: {s: f"{r['quarantine']['rows']} of {r['quarantine']['of']}" for s, r in rs.items() if r.get('quarantine')}
     changed('quarantine', quarantined(ra), quarantined(rb))

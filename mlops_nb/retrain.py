@@ -68,8 +68,12 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
                         'behaviour': c['behaviour'], 'leakage': fit['leakage']['findings'], 'gate': verdict})
     lineage = lineage_tags(run_id, run_dir, git, snapshot, fit['mlflow_run_id'], verdict, record, c['scores']['challenger'], task,
                            **{'mlops_nb.trigger': trigger[:500], 'mlops_nb.report': str(report)})
+    card = {'task': task, 'target': schema['target'], 'features': schema['categorical'] + schema['numeric'], 'compared_on': f'batch {name}',
+            'training': {'window': 'windows ' + ', '.join(n for n, _ in used), 'rows': fit['metrics']['train_rows'], 'digest': snapshot['digest'],
+                         'contract': 'the champion\'s' if contract else None},
+            'leakage': fit['leakage']['findings'], 'trigger': trigger}
     done = register_version(cfg, fit['uri'], lineage, verdict['passed'], f'retrained after an alert on {name} ({trigger[:200]}); gate passed',
-                            'retrain', run_id)
+                            'retrain', run_id, card)
     return {'batch': name, 'trigger': trigger, 'windows': [n for n, _ in used], 'train_rows': fit['metrics']['train_rows'],
             'version': done['version'], 'replaces': champion['version'], 'promoted': verdict['passed'], 'challenger': c['scores']['challenger'][m],
             'champion': c['scores']['champion'][m], 'refused': [x['reason'] for x in verdict['checks'] if not x['passed']],

@@ -112,7 +112,7 @@ def call(capsys, *args):
 
 COMMANDS = [('run', '--only', 'deploy'), ('versions',), ('rollback',), ('lineage',), ('reproduce', '20260101T000000Z-abcdef'),
             ('score', 'batch.csv'), ('serve', '--port', '0'), ('deployed',), ('monitor', 'batch.csv'), ('monitoring',), ('scorecard',),
-            ('init', 'nowhere.csv'), ('promote', '1')]
+            ('init', 'nowhere.csv'), ('card',), ('diff',), ('promote', '1')]
 SUCCEED = {'a project with no champion': {'versions', 'promote'}}
 
 @pytest.fixture(scope='session')
@@ -139,5 +139,5 @@ def test_every_command_names_the_problem_without_a_traceback(where, refused, tmp
         if code == 0 and (args[0] in ('monitoring', 'scorecard') or args[0] in SUCCEED.get(where, ())): continue
         assert code in (1, 2), (args, code, said)
         assert 'mlops-nb: error:' in said or 'has no reusable earlier result' in said, (args, said)
-        if where == 'a stopped tracking server' and args[0] not in ('run', 'init', 'reproduce'):
+        if where == 'a stopped tracking server' and args[0] not in ('run', 'init', 'reproduce', 'diff'):
             assert 'cannot be reached' in said, (args, said)

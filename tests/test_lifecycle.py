@@ -59,6 +59,25 @@ def test_the_registry_traces_every_version_to_run_commit_and_data(runs):
     artifacts = {a.path for a in client.list_artifacts(first.tags['mlops_nb.mlflow_run_id'])}
     assert {'drift_reference.json', 'schema.json', 'contract.toml', 'training_data.parquet', 'gate'} <= artifacts
 
+def test_the_champions_model_card_says_what_its_records_say(runs):
+    root, _ = runs
+    m = manifest(root, 0)
+    run_dir = root/'runs'/m['run_id']
+    data, train, evaluate, register = (json.loads((run_dir/f'{n}.json').read_text()) for n in ('10_data', '20_train', '30_evaluate', '40_register'))
+    r = cli(root, 'card')
+    assert r.returncode == 0, r.stderr
+    card = r.stdout
+    assert card == (run_dir/'model_card.md').read_text() and card.startswith(f"# Model card: flights-late v{register['outputs']['model']['version']}\n")
+    for score in ('challenger', 'baseline'):
+        assert f"| {score} | {evaluate['scores'][score]['roc_auc']:.4f} | {evaluate['scores'][score]['pr_auc']:.4f} |" in card
+    assert f"- rows: {train['metrics']['train_rows']:,}" in card and f"`{data['outputs']['reference']['digest']}`" in card
+    assert f"| git_commit | {m['git']['commit']} |" in card and f"| mlflow_run_id | {train['outputs']['model']['mlflow_run_id']} |" in card
+    assert 'Gate PASSED' in card and "href='model_card.md'" in (run_dir/'index.html').read_text()
+    version = MlflowClient(tracking_uri=f"sqlite:///{root/'mlflow.db'}").get_model_version('flights-late', register['outputs']['model']['version'])
+    assert version.description == card.split('\n\n')[1]
+    missing = cli(root, 'card', '99')
+    assert missing.returncode == 2 and 'has no version 99' in missing.stderr
+
 def test_no_weather_row_is_quarantined_and_the_summer_shows_as_departures_and_drift(runs):
     root, _ = runs
     data = json.loads(next((root/'runs').glob('*/10_data.json')).read_text())
@@ -134,6 +153,24 @@ def test_a_weakened_challenger_is_refused_with_its_reasons_and_the_champion_stay
     assert register['metrics']['promoted'] is False and register['refused']
     assert any('champion' in reason for reason in register['refused'])
     assert champion(root) == before
+
+def test_diff_names_the_changed_parameters_verdicts_and_metric_deltas_of_the_last_two_runs(runs):
+    root, _ = runs
+    r = cli(root, 'diff')
+    assert r.returncode == 0, r.stderr
+    rows = {tuple(line.split()[:2]): line for line in r.stdout.splitlines()[2:]}
+    assert rows[('parameter', 'train.max_iter')].split()[2:5] == ['200', '3', '-197']
+    assert ('parameter', 'train.learning_rate') in rows and ('parameter', 'evaluate.min_roc_auc') not in rows
+    assert rows[('verdict', 'evaluate')].split()[2:4] == ['passed', 'refused']
+    a, b = map(float, rows[('metric', 'evaluate.holdout_roc_auc')].split()[2:4])
+    assert b < a and f"{b - a:+.4g}" in rows[('metric', 'evaluate.holdout_roc_auc')]
+    assert [name for kind, name in rows if kind == 'digest'] == ['evaluate.output.holdout_predictions_digest'], 'same data, other predictions'
+    md = cli(root, 'diff', '--markdown')
+    assert md.stdout.startswith('### mlops-nb diff: ') and '| parameter | train.max_iter | 200 | 3 | -197 |' in md.stdout
+    first, last = manifest(root, 0)['run_id'], manifest(root, -1)['run_id']
+    assert cli(root, 'diff', first[-6:], last).stdout.splitlines()[2].split()[2:4] == [first, last]
+    wrong = cli(root, 'diff', 'no-such-run')
+    assert wrong.returncode == 2 and "no pipeline run matches 'no-such-run'" in wrong.stderr and 'Traceback' not in wrong.stderr
 
 def test_promote_then_rollback_moves_the_champion_back_and_the_history_shows_both(runs):
     root, _ = runs
