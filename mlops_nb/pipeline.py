@@ -16,9 +16,10 @@ from .report import quarantine_line, render_html, verdict_first, verdict_markdow
 
 # %% auto #0
 __all__ = ['STAGE_SECTION', 'stage_order', 'downstream', 'stage_program', 'notebook_digest', 'code_digest', 'digest_of',
-           'stage_key', 'record_still_valid', 'earlier_runs', 'cache_decision', 'ProjectKernelManager',
+           'stage_key', 'record_still_valid', 'earlier_runs', 'cache_decision', 'ProjectKernelManager', 'WarmKernel',
            'stage_environment', 'execute_stage', 'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of',
-           'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed', 'run_stage', 'run_pipeline']
+           'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed', 'stage_variables', 'warm_kernel',
+           'run_stage', 'run_pipeline']
 
 # %% ../nbs/70_pipeline.ipynb #f7180cd4
 def stage_order(cfg:dict # project configuration
@@ -155,6 +156,47 @@ class ProjectKernelManager(AsyncKernelManager):
         return KernelSpec(argv=[sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
                           display_name=f'Python ({sys.executable})', language='python')
 
+# %% ../nbs/70_pipeline.ipynb #223b87fe
+import asyncio, threading
+
+async def _start_warm(km, cwd, env, code):
+    await km.start_kernel(cwd=str(cwd), env=env)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=120)
+        kc.execute(code, silent=True, store_history=False)
+        await kc.get_shell_msg(timeout=600)
+    finally: kc.stop_channels()
+
+class WarmKernel:
+    "A stage kernel started, with `code` run in it, in a background thread."
+    def __init__(self, cwd:Path, # the kernel's working directory
+                 env:dict, # its environment
+                 code:str='pass', # what to run in it first: the next stage's imports
+                ):
+        self.km, self.error = ProjectKernelManager(), None
+        self.thread = threading.Thread(target=self._start, args=(cwd, env, code), daemon=True)
+        self.thread.start()
+
+    def _start(self, cwd, env, code):
+        try: asyncio.run(_start_warm(self.km, cwd, env, code))
+        except Exception as e: self.error = e
+
+    def take(self)->ProjectKernelManager|None:
+        "The kernel once it is ready, or None when it failed to start."
+        self.thread.join()
+        if self.error is None and self.km.has_kernel: return self.km
+        self.close()
+        return None
+
+    def close(self):
+        "Stop the kernel."
+        self.thread.join()
+        if self.km.has_kernel:
+            stop = threading.Thread(target=lambda: asyncio.run(self.km.shutdown_kernel(now=True)))
+            stop.start(); stop.join()
+
 # %% ../nbs/70_pipeline.ipynb #3586ecad
 @contextmanager
 def stage_environment(**values):
@@ -172,16 +214,20 @@ def execute_stage(nb_path:Path, # the stage notebook
                   params:dict, # parameters to inject
                   cwd:Path, # working directory of the kernel
                   timeout:int|None=None, # seconds a cell may run
+                  warm:WarmKernel|None=None, # a kernel started for this stage in advance; stopped when the stage ends
                  )->dict|None:
     "Execute the stage program of `nb_path` into `out_path`; None on success, else the failing cell and error."
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+    km = warm.take() if warm else None
     try:
         pm.execute_notebook(stage_program(nb_path), str(out_path), parameters=params, cwd=str(cwd), progress_bar=False, log_output=False,
-                            kernel_name='python3', kernel_manager_class=ProjectKernelManager, execution_timeout=timeout)
+                            kernel_name='python3', kernel_manager_class=ProjectKernelManager, execution_timeout=timeout, km=km)
     except PapermillExecutionError as e:
         return {'cell': e.exec_count, 'cell_index': e.cell_index, 'source': e.source.strip().splitlines()[0] if e.source.strip() else '',
                 'error': e.ename, 'message': e.evalue}
+    finally:
+        if km: warm.close()
     return None
 
 # %% ../nbs/70_pipeline.ipynb #d4a01077
@@ -291,12 +337,24 @@ def _failure(name, error, path, tracking_uri):
     return (f"stage '{name}' failed {where}: {error['error']}: {error['message']}{hint}\n"
             f"  the executed notebook is kept at {path}\n  run again to resume from '{name}'")
 
-def run_stage(cfg:dict, name:str, run_dir:Path, run_id:str, params:dict, secrets:dict, git:dict|None=None)->dict|None:
+def stage_variables(cfg:dict, run_dir:Path, run_id:str)->dict:
+    "The environment variables that tell a stage notebook it runs in a pipeline, and where."
+    return {'MLOPS_NB_RUN_DIR': str(run_dir), 'MLOPS_NB_RUN_ID': run_id, 'MLOPS_NB_ROOT': str(cfg['root']), 'MLOPS_NB_CONFIG': str(cfg['config_file'])}
+
+def warm_kernel(cfg:dict, stage:str, run_dir:Path, run_id:str)->WarmKernel:
+    "A kernel for `stage`, started now, with the module of its stage function imported."
+    function = cfg['stages'][stage].get('function') or ''
+    return WarmKernel(Path(cfg['root']), {**os.environ, **stage_variables(cfg, run_dir, run_id)},
+                      f"import {function.split(':')[0]}" if function else 'pass')
+
+def run_stage(cfg:dict, name:str, run_dir:Path, run_id:str, params:dict, secrets:dict, git:dict|None=None,
+              warm:WarmKernel|None=None, # a kernel started for this stage in advance
+             )->dict|None:
     "Execute one stage notebook into `run_dir`, put its verdict first, render it and scan it; None, or what went wrong."
     stem = Path(cfg['stages'][name]['notebook']).stem
     out = run_dir/f'{stem}.ipynb'
-    with stage_environment(MLOPS_NB_RUN_DIR=run_dir, MLOPS_NB_RUN_ID=run_id, MLOPS_NB_ROOT=cfg['root'], MLOPS_NB_CONFIG=cfg['config_file']):
-        error = execute_stage(stage_notebook(cfg, name), out, params, Path(cfg['root']))
+    with stage_environment(**stage_variables(cfg, run_dir, run_id)):
+        error = execute_stage(stage_notebook(cfg, name), out, params, Path(cfg['root']), warm=warm)
     if out.exists():
         record = json.loads(out.with_suffix('.json').read_text()) if not error and out.with_suffix('.json').exists() else None
         where = f" in cell {error['cell']} ({error['source']})" if error and error.get('cell') is not None else ''
@@ -336,51 +394,55 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
             echo(f"note: {cfg['root']} is not a git repository (or has no commit), so this run cannot record which code made it; "
                  "`git init` and commit to record it")
         _save(run_dir, manifest, secrets)
-        records = {}
-        for i, (name, how) in enumerate(plan.items(), 1):
-            entry, tag = manifest['stages'][i - 1], f'[{i}/{len(plan)}] {name:<10}'
-            if how == 'skip':
-                entry['status'] = 'not selected'; continue
-            key = stage_key(cfg, name, values[name], records, manifest['code_digest'], manifest['environment'])
-            hit, why = cache_decision(runs, runs_dir, name, key, cfg)
-            if how == 'force': hit, why = None, 'forced'
-            if how == 'reuse' and hit is None:
-                manifest.update(status='failed', error=f"stage '{name}' has no reusable earlier result ({why}); run the whole pipeline first")
-                entry['status'] = 'not run'
-                for later in manifest['stages'][i:]: later['status'] = 'not run'
-
-                _save(run_dir, manifest, secrets)
-                raise StageFailed(manifest['error'])
-            entry.update(key=key, params=values[name])
-            echo(f'{tag} started')
-            t = time.time()
-            stem = Path(entry['notebook']).stem
-            if hit:
-                _reuse(hit[1], run_dir, stem)
-                entry.update(status='cached', cached_from=hit[0])
-                note = f'cached ({hit[0]})'
-            else:
-                entry['status'] = 'running'
-                _save(run_dir, manifest, secrets)
-                try: error = run_stage(cfg, name, run_dir, run_id, values[name], secrets, manifest['git'])
-                except KeyboardInterrupt: error = {'error': 'KeyboardInterrupt', 'message': 'interrupted'}
-                if error:
-                    entry.update(status='failed', why=why, error=error, duration_s=round(time.time() - t, 1))
+        records, warm = {}, None
+        try:
+            for i, (name, how) in enumerate(plan.items(), 1):
+                entry, tag = manifest['stages'][i - 1], f'[{i}/{len(plan)}] {name:<10}'
+                if how == 'skip':
+                    entry['status'] = 'not selected'; continue
+                key = stage_key(cfg, name, values[name], records, manifest['code_digest'], manifest['environment'])
+                hit, why = cache_decision(runs, runs_dir, name, key, cfg)
+                if how == 'force': hit, why = None, 'forced'
+                if how == 'reuse' and hit is None:
+                    manifest.update(status='failed', error=f"stage '{name}' has no reusable earlier result ({why}); run the whole pipeline first")
+                    entry['status'] = 'not run'
                     for later in manifest['stages'][i:]: later['status'] = 'not run'
-                    manifest.update(status='failed', error=_failure(name, error, run_dir/f'{stem}.ipynb', cfg['mlflow']['tracking_uri']),
-                                    finished_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), duration_s=round(time.time() - started, 1))
                     _save(run_dir, manifest, secrets)
-                    echo(f'{tag} FAILED after {entry["duration_s"]} s')
                     raise StageFailed(manifest['error'])
-                entry.update(status='ran', why=why)
-                note = f'ran ({why})'
-            records[name] = record = json.loads((run_dir/f'{stem}.json').read_text())
-            entry.update(duration_s=round(time.time() - t, 1), inputs=record.get('inputs', {}), outputs=record.get('outputs', {}),
-                         metrics=record.get('metrics', {}), verdict=record.get('verdict'), **({'events': record['events']} if record.get('events') else {}),
-                         **({'quarantine': record['quarantine']} if (record.get('quarantine') or {}).get('rows') else {}))
-            echo(f'{tag} {note} in {entry["duration_s"]} s')
-            if entry.get('quarantine'): echo(quarantine_line(name, entry['quarantine']))
-            _save(run_dir, manifest, secrets)
+                entry.update(key=key, params=values[name])
+                echo(f'{tag} started')
+                t = time.time()
+                stem = Path(entry['notebook']).stem
+                if hit:
+                    _reuse(hit[1], run_dir, stem)
+                    entry.update(status='cached', cached_from=hit[0])
+                    note = f'cached ({hit[0]})'
+                else:
+                    entry['status'] = 'running'
+                    _save(run_dir, manifest, secrets)
+                    after = next((n for n in list(plan)[i:] if plan[n] != 'skip'), None)
+                    mine, warm = warm, warm_kernel(cfg, after, run_dir, run_id) if after else None
+                    try: error = run_stage(cfg, name, run_dir, run_id, values[name], secrets, manifest['git'], mine)
+                    except KeyboardInterrupt: error = {'error': 'KeyboardInterrupt', 'message': 'interrupted'}
+                    if error:
+                        entry.update(status='failed', why=why, error=error, duration_s=round(time.time() - t, 1))
+                        for later in manifest['stages'][i:]: later['status'] = 'not run'
+                        manifest.update(status='failed', error=_failure(name, error, run_dir/f'{stem}.ipynb', cfg['mlflow']['tracking_uri']),
+                                        finished_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), duration_s=round(time.time() - started, 1))
+                        _save(run_dir, manifest, secrets)
+                        echo(f'{tag} FAILED after {entry["duration_s"]} s')
+                        raise StageFailed(manifest['error'])
+                    entry.update(status='ran', why=why)
+                    note = f'ran ({why})'
+                records[name] = record = json.loads((run_dir/f'{stem}.json').read_text())
+                entry.update(duration_s=round(time.time() - t, 1), inputs=record.get('inputs', {}), outputs=record.get('outputs', {}),
+                             metrics=record.get('metrics', {}), verdict=record.get('verdict'), **({'events': record['events']} if record.get('events') else {}),
+                             **({'quarantine': record['quarantine']} if (record.get('quarantine') or {}).get('rows') else {}))
+                echo(f'{tag} {note} in {entry["duration_s"]} s')
+                if entry.get('quarantine'): echo(quarantine_line(name, entry['quarantine']))
+                _save(run_dir, manifest, secrets)
+        finally:
+            if warm: warm.close()
         manifest.update(status='ok', finished_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), duration_s=round(time.time() - started, 1))
         _save(run_dir, manifest, secrets)
     return manifest

@@ -31,8 +31,9 @@ except ModuleNotFoundError: import tomli as tomllib
 # %% auto #0
 __all__ = ['HYPERPARAMETERS', 'ESTIMATORS', 'SEARCH_GRID', 'HTTP_DEFAULTS', 'REVIEWED_TYPES', 'DRIFT_REFERENCE', 'SCHEMA',
            'CONTRACT', 'TRAINING_DATA', 'make_model', 'labelled', 'predict', 'score', 'predictions_digest',
-           'time_split', 'leakage_scores', 'linear_leak', 'collapse_leak', 'leakage_checks', 'search', 'remote',
-           'use_mlflow', 'trusted_types', 'requirements', 'log_model', 'run_artifact', 'fit_and_log', 'train_stage']
+           'time_split', 'leakage_scores', 'linear_leak', 'collapse_leak', 'thinned', 'leakage_checks', 'search',
+           'remote', 'use_mlflow', 'trusted_types', 'requirements', 'log_model', 'run_artifact', 'fit_and_log',
+           'train_stage']
 
 # %% ../nbs/20_train.ipynb #e231faa9
 HYPERPARAMETERS = ('max_iter', 'learning_rate', 'max_leaf_nodes', 'l2_regularization')
@@ -141,12 +142,21 @@ def collapse_leak(X, y, task:str, categorical:list[str], exact:float=0.99, seed:
     return out
 
 # %% ../nbs/20_train.ipynb #f74071d1
+def thinned(X, y, max_rows:int):
+    "At most `max_rows` evenly spaced rows of `X` and `y`, order kept."
+    if len(y) <= max_rows: return X, y
+    keep = np.linspace(0, len(y) - 1, max_rows).astype(int)
+    return X.iloc[keep], np.asarray(y)[keep]
+
 def leakage_checks(X, y, task:str, categorical:list[str],
                    threshold:float=0.95, # flag a feature that alone scores this
                    exact:float=0.99, # flag a target that a small model reproduces this well, and the features it cannot do without
-                   seed:int=0)->dict:
+                   seed:int=0,
+                   max_rows:int=20_000, # rows the checks look at; more are thinned
+                  )->dict:
     "Single-feature scores, a linear combination that reproduces the target, the features an almost exact model cannot do without."
     m = 'ROC AUC' if task == 'classification' else 'R²'
+    X, y = thinned(X, y, max_rows)
     singles = leakage_scores(X, y, task, categorical, seed)
     flagged = singles.filter(pl.col('score') >= threshold)['feature'].to_list()
     combination = linear_leak(X, y, task, [c for c in X.columns if c not in categorical], exact)
