@@ -207,17 +207,20 @@ def multivariate_drift(reference:dict, # from `reference_stats`
                        seed:int=0, # seed of the sample, the folds and the classifier
                       )->dict:
     "A domain classifier's out-of-fold ROC AUC between reference and batch rows, its p-value, and whether the rows drifted."
+    if backend not in BACKENDS: raise ValueError(f"unknown drift backend '{backend}'; use one of {', '.join(BACKENDS)}")
     X_ref, X_new, mask = _domain_data(reference, batch, seed)
-    X, y = np.vstack([X_ref, X_new]), np.r_[np.zeros(len(X_ref)), np.ones(len(X_new))]
-    oof = np.zeros(len(y))
-    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-        oof[held] = _classifier(mask, seed).fit(X[fit], y[fit]).predict_proba(X[held])[:, 1]
-    auc = float(roc_auc_score(y, oof))
-    if backend == 'native':
-        p, test = float(stats.mannwhitneyu(oof[y == 1], oof[y == 0], alternative='greater').pvalue), 'mann_whitney'
-    elif backend == 'alibi':
+    if backend == 'alibi':
         cd = _quiet_alibi()
         detector = cd.ClassifierDrift(X_ref, _classifier(mask, seed), backend='sklearn', n_folds=folds, train_size=None, seed=seed, preds_type='probs')
-        p, test = float(detector.predict(X_new)['data']['p_val']), 'alibi_classifier_ks'
-    else: raise ValueError(f"unknown drift backend '{backend}'; use one of {', '.join(BACKENDS)}")
+        found = detector.predict(X_new, return_probs=True)['data']
+        oof = np.r_[found['probs_ref'], found['probs_test']]
+        y = np.r_[np.zeros(len(found['probs_ref'])), np.ones(len(found['probs_test']))]
+        p, test = float(found['p_val']), 'alibi_classifier_ks'
+    else:
+        X, y = np.vstack([X_ref, X_new]), np.r_[np.zeros(len(X_ref)), np.ones(len(X_new))]
+        oof = np.zeros(len(y))
+        for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+            oof[held] = _classifier(mask, seed).fit(X[fit], y[fit]).predict_proba(X[held])[:, 1]
+        p, test = float(stats.mannwhitneyu(oof[y == 1], oof[y == 0], alternative='greater').pvalue), 'mann_whitney'
+    auc = float(roc_auc_score(y, oof))
     return {'test': test, 'auc': round(auc, 4), 'p_value': p, 'rows': int(len(y)), 'drifted': bool(p < alpha and auc >= min_auc)}
