@@ -157,10 +157,10 @@ class ProjectKernelManager(AsyncKernelManager):
                           display_name=f'Python ({sys.executable})', language='python')
 
 # %% ../nbs/70_pipeline.ipynb #223b87fe
-import asyncio, threading
+import asyncio, subprocess, threading
 
 async def _start_warm(km, cwd, env, code):
-    await km.start_kernel(cwd=str(cwd), env=env)
+    await km.start_kernel(cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kc = km.client()
     kc.start_channels()
     try:

@@ -15,15 +15,22 @@ from .core import git_state
 __all__ = ['FACTS', 'CAPABILITIES', 'check', 'Capability', 'scorecard', 'levels']
 
 # %% ../nbs/90_scorecard.ipynb #c2b53438
+def _store_exists(cfg):
+    "Whether the tracking store is there to ask, without creating a local one by asking."
+    uri = cfg['mlflow']['tracking_uri']
+    return not uri.startswith('sqlite:///') or Path(uri.removeprefix('sqlite:///')).exists()
+
 def _champion(cfg):
     from mlops_nb.register import alias_version
     from mlops_nb.train import use_mlflow
+    if not _store_exists(cfg): return False
     use_mlflow(cfg)
     return alias_version(cfg['mlflow']['model_name'], 'champion') is not None
 
 def _history(cfg):
     from mlops_nb.register import alias_history
     from mlops_nb.train import use_mlflow
+    if not _store_exists(cfg): return False
     use_mlflow(cfg)
     return bool(alias_history(cfg))
 
