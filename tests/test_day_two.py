@@ -32,6 +32,9 @@ exclude = ["date"]
 
 [stages.train.params]
 max_iter = 30
+
+[stages.monitor.params]
+retrain_cooldown = 50
 '''
 
 @pytest.fixture(scope='session')
