@@ -15,11 +15,11 @@ from .core import (ConfigError, atomic_write, environment_info, file_digest, git
 from .report import quarantine_line, render_html, verdict_first, verdict_markdown, write_index
 
 # %% auto #0
-__all__ = ['STAGE_SECTION', 'stage_order', 'downstream', 'stage_program', 'notebook_digest', 'code_digest', 'digest_of',
-           'stage_key', 'record_still_valid', 'earlier_runs', 'cache_decision', 'ProjectKernelManager', 'WarmKernel',
-           'stage_environment', 'execute_stage', 'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of',
-           'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed', 'stage_variables', 'warm_kernel',
-           'run_stage', 'run_pipeline']
+__all__ = ['STAGE_SECTION', 'stage_order', 'downstream', 'program_cells', 'stage_program', 'notebook_digest', 'code_digest',
+           'digest_of', 'stage_key', 'current_alias', 'record_still_valid', 'earlier_runs', 'cache_decision',
+           'ProjectKernelManager', 'WarmKernel', 'stage_environment', 'execute_stage', 'SecretLeak', 'scrub_secrets',
+           'RunLocked', 'run_lock', 'upstream_of', 'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed',
+           'stage_variables', 'warm_kernel', 'finish_report', 'run_stage', 'finished_reports', 'run_pipeline']
 
 # %% ../nbs/70_pipeline.ipynb #f7180cd4
 def stage_order(cfg:dict # project configuration
@@ -50,23 +50,28 @@ STAGE_SECTION = '## Run as a stage'
 
 def _text(cell): return ''.join(cell['source']) if isinstance(cell['source'], list) else cell['source']
 
-def stage_program(nb_path:Path|str # a stage notebook
-                 )->dict:
-    "The notebook a stage run executes: the head, the exported module's names, and the stage section."
-    import nbformat
-    nb = nbformat.read(nb_path, as_version=4)
-    cells, starts = nb.cells, [i for i, c in enumerate(nb.cells) if c.cell_type == 'markdown' and _text(c).startswith(STAGE_SECTION)]
-    if not starts: return nb
-    head = next((i for i, c in enumerate(cells) if c.cell_type == 'markdown' and _text(c).startswith('## ')), starts[0])
+def program_cells(cells:list[dict] # a notebook's cells, as stored
+                 )->list[dict]:
+    "The cells a stage run executes: the head, one cell importing the exported module, and the stage section."
+    starts = [i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and _text(c).startswith(STAGE_SECTION)]
+    if not starts: return cells
+    head = next((i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and _text(c).startswith('## ')), starts[0])
     module = next((m.group(1) for c in cells[:head] if (m := re.search(r'^#\|\s*default_exp\s+(\S+)', _text(c), re.M))), None)
-    exports = [nbformat.v4.new_code_cell(f'from mlops_nb.{module} import *', id='stage-imports')] if module else []
-    nb.cells = cells[:head] + exports + cells[starts[0]:]
-    return nb
+    exports = [{'cell_type': 'code', 'id': 'stage-imports', 'metadata': {}, 'execution_count': None, 'outputs': [],
+                'source': f'from mlops_nb.{module} import *'}] if module else []
+    return cells[:head] + exports + cells[starts[0]:]
+
+def stage_program(nb_path:Path|str # a stage notebook
+                 ):
+    "The notebook a stage run executes, ready for papermill."
+    import nbformat
+    nb = json.loads(Path(nb_path).read_text())
+    return nbformat.from_dict({**nb, 'cells': program_cells(nb['cells'])})
 
 # %% ../nbs/70_pipeline.ipynb #4dcfed57
 def notebook_digest(path:Path|str)->str:
     "SHA-256 of the cell types and sources a stage run of `path` executes, ignoring outputs and metadata."
-    src = [(c.cell_type, _text(c)) for c in stage_program(path).cells]
+    src = [(c['cell_type'], _text(c)) for c in program_cells(json.loads(Path(path).read_text())['cells'])]
     return hashlib.sha256(json.dumps(src).encode()).hexdigest()
 
 def code_digest()->str:
@@ -84,6 +89,27 @@ def stage_key(cfg:dict, stage:str, params:dict, records:dict, code:str, env:dict
     return {'notebook': notebook_digest(stage_notebook(cfg, stage)), 'code': code, 'environment': digest_of(env['packages']),
             'params': params, 'inputs': {n: digest_of(records[n].get('outputs', {})) for n in cfg['stages'][stage]['needs']}}
 
+# %% ../nbs/70_pipeline.ipynb #4875755b
+import sqlite3
+from contextlib import closing
+
+def current_alias(cfg:dict, # project configuration
+                  name:str, alias:str, # the registered model and its alias
+                 )->str|None:
+    "The version `name@alias` points at now, or None."
+    uri = cfg['mlflow']['tracking_uri']
+    if uri.startswith('sqlite:///'):
+        path = Path(uri.removeprefix('sqlite:///'))
+        if not path.exists(): return None
+        try:
+            with closing(sqlite3.connect(f'{path.as_uri()}?mode=ro', uri=True)) as db:
+                row = db.execute('select version from registered_model_aliases where name = ? and alias = ?', (name, alias)).fetchone()
+            return None if row is None else str(row[0])
+        except sqlite3.Error: pass
+    from mlops_nb.register import alias_version, use_mlflow
+    use_mlflow(cfg)
+    return alias_version(name, alias)
+
 # %% ../nbs/70_pipeline.ipynb #84400c9d
 def record_still_valid(record:dict, # an earlier result's record
                        cfg:dict|None=None, # the project's configuration, to check aliases the record depends on
@@ -93,9 +119,7 @@ def record_still_valid(record:dict, # an earlier result's record
         if isinstance(inp, dict) and 'path' in inp:
             if not Path(inp['path']).exists() or file_digest(inp['path']) != inp['digest']: return f'source file changed: {name}'
         if isinstance(inp, dict) and 'alias' in inp and cfg:
-            from mlops_nb.register import alias_version, use_mlflow
-            use_mlflow(cfg)
-            if (now := alias_version(inp['model'], inp['alias'])) != inp['version']:
+            if (now := current_alias(cfg, inp['model'], inp['alias'])) != inp['version']:
                 return f"{inp['model']}@{inp['alias']} moved: v{inp['version']} -> v{now}"
     for name, out in record.get('outputs', {}).items():
         if isinstance(out, dict) and 'path' in out and not Path(out['path']).exists(): return f'output gone: {name}'
@@ -158,6 +182,7 @@ class ProjectKernelManager(AsyncKernelManager):
 
 # %% ../nbs/70_pipeline.ipynb #223b87fe
 import asyncio, subprocess, threading
+from concurrent.futures import ThreadPoolExecutor
 
 async def _start_warm(km, cwd, env, code):
     await km.start_kernel(cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -347,24 +372,46 @@ def warm_kernel(cfg:dict, stage:str, run_dir:Path, run_id:str)->WarmKernel:
     return WarmKernel(Path(cfg['root']), {**os.environ, **stage_variables(cfg, run_dir, run_id)},
                       f"import {function.split(':')[0]}" if function else 'pass')
 
+def finish_report(out:Path, # the executed notebook
+                  name:str, # its stage
+                  record:dict|None, # the stage's record, None when it failed
+                  git:dict|None, # the run's git state
+                  error:dict|None, # what went wrong, when it failed
+                  secrets:dict, # name -> value of every secret
+                 )->list[str]:
+    "Put the stage's verdict first in its executed notebook, render its HTML and scrub both; the files that held a secret."
+    where = f" in cell {error['cell']} ({error['source']})" if error and error.get('cell') is not None else ''
+    verdict_first(out, verdict_markdown(name, record, git, error and f"{error['error']}{where}: {error['message']}"))
+    render_html(out)
+    return scrub_secrets([out, out.with_suffix('.html')], secrets)
+
 def run_stage(cfg:dict, name:str, run_dir:Path, run_id:str, params:dict, secrets:dict, git:dict|None=None,
               warm:WarmKernel|None=None, # a kernel started for this stage in advance
+              reports:list|None=None, # when given, the report is finished in the background and its future appended here
              )->dict|None:
-    "Execute one stage notebook into `run_dir`, put its verdict first, render it and scan it; None, or what went wrong."
+    "Execute one stage notebook into `run_dir`, scan its record, and finish its report; None, or what went wrong."
     stem = Path(cfg['stages'][name]['notebook']).stem
-    out = run_dir/f'{stem}.ipynb'
+    out, rec = run_dir/f'{stem}.ipynb', run_dir/f'{stem}.json'
     with stage_environment(**stage_variables(cfg, run_dir, run_id)):
         error = execute_stage(stage_notebook(cfg, name), out, params, Path(cfg['root']), warm=warm)
-    if out.exists():
-        record = json.loads(out.with_suffix('.json').read_text()) if not error and out.with_suffix('.json').exists() else None
-        where = f" in cell {error['cell']} ({error['source']})" if error and error.get('cell') is not None else ''
-        verdict_first(out, verdict_markdown(name, record, git, error and f"{error['error']}{where}: {error['message']}"))
-        render_html(out)
-    leaks = scrub_secrets([out, out.with_suffix('.html'), out.with_suffix('.json')], secrets)
-    if error: return error
-    if leaks: return {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
-    if not out.with_suffix('.json').exists(): return {'error': 'MissingRecord', 'message': f'the notebook ran but wrote no {stem}.json record'}
-    return None
+    leaks = scrub_secrets([rec], secrets)
+    if not error and not rec.exists(): error = {'error': 'MissingRecord', 'message': f'the notebook ran but wrote no {stem}.json record'}
+    if not error and leaks: error = {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
+    record = None if error else json.loads(rec.read_text())
+    if out.exists() and reports is not None and not error:
+        reports.append(_REPORTS.submit(finish_report, out, name, record, git, error, secrets))
+    elif out.exists():
+        leaks = finish_report(out, name, record, git, error, secrets)
+        if leaks and not error: error = {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
+    return error
+
+_REPORTS = ThreadPoolExecutor(1, thread_name_prefix='mlops-nb-report')
+
+def finished_reports(reports:list)->str|None:
+    "Wait for the reports finished in the background; what leaked, in words, or None."
+    leaks = [leak for f in reports for leak in f.result()]
+    reports.clear()
+    return f"secret values found and scrubbed in {'; '.join(leaks)}" if leaks else None
 
 def run_pipeline(root:str|None=None, # project root; found from the working directory by default
                  config:str|None=None, # configuration file; <root>/mlops.toml by default
@@ -394,7 +441,7 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
             echo(f"note: {cfg['root']} is not a git repository (or has no commit), so this run cannot record which code made it; "
                  "`git init` and commit to record it")
         _save(run_dir, manifest, secrets)
-        records, warm = {}, None
+        records, warm, reports = {}, None, []
         try:
             for i, (name, how) in enumerate(plan.items(), 1):
                 entry, tag = manifest['stages'][i - 1], f'[{i}/{len(plan)}] {name:<10}'
@@ -422,7 +469,7 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
                     _save(run_dir, manifest, secrets)
                     after = next((n for n in list(plan)[i:] if plan[n] != 'skip'), None)
                     mine, warm = warm, warm_kernel(cfg, after, run_dir, run_id) if after else None
-                    try: error = run_stage(cfg, name, run_dir, run_id, values[name], secrets, manifest['git'], mine)
+                    try: error = run_stage(cfg, name, run_dir, run_id, values[name], secrets, manifest['git'], mine, reports)
                     except KeyboardInterrupt: error = {'error': 'KeyboardInterrupt', 'message': 'interrupted'}
                     if error:
                         entry.update(status='failed', why=why, error=error, duration_s=round(time.time() - t, 1))
@@ -443,6 +490,11 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
                 _save(run_dir, manifest, secrets)
         finally:
             if warm: warm.close()
+            leaked = finished_reports(reports)
+        if leaked:
+            manifest.update(status='failed', error=f'a report held a secret: {leaked}')
+            _save(run_dir, manifest, secrets)
+            raise StageFailed(manifest['error'])
         manifest.update(status='ok', finished_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), duration_s=round(time.time() - started, 1))
         _save(run_dir, manifest, secrets)
     return manifest

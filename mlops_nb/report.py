@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64, html, json, re
 from pathlib import Path
 
-import nbformat
-
 from .core import atomic_path, atomic_write
 
 # %% auto #0
@@ -60,6 +58,7 @@ def verdict_first(ipynb:Path|str, # an executed notebook
                   text:str, # the verdict, in Markdown
                  )->Path:
     "Put `text` after the notebook's title, replacing an earlier verdict."
+    import nbformat
     nb = nbformat.read(ipynb, as_version=4)
     nb.cells = [c for c in nb.cells if 'verdict' not in c.metadata.get('tags', [])]
     cell = nbformat.v4.new_markdown_cell(text, id='verdict')
@@ -79,7 +78,7 @@ FOLDED_TEMPLATE = """{%- extends 'index.html.j2' -%}
 def render_html(ipynb:Path|str # an executed notebook
                )->Path:
     "Render an executed notebook to HTML beside it, with its code folded."
-    import jinja2
+    import jinja2, nbformat
     from nbconvert import HTMLExporter
     exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({'folded.html.j2': FOLDED_TEMPLATE})], template_file='folded.html.j2')
     body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
