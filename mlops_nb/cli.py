@@ -77,6 +77,7 @@ def parser()->argparse.ArgumentParser:
     diff.add_argument('run_a', nargs='?', help='the earlier run: an id, or its unique start or end (default: the run before the newest)')
     diff.add_argument('run_b', nargs='?', help='the later run (default: the newest)')
     diff.add_argument('--markdown', action='store_true', help='print Markdown, for a pull-request comment or a CI job summary')
+    diff.add_argument('--changed', action='store_true', help='leave out the metrics that did not change')
     sub.add_parser('scorecard', help="rate the project against Google's MLOps levels 0-2 and Microsoft's maturity levels 0-4")
     readme = sub.add_parser('readme', help='write README.md from nbs/index.ipynb (executing it)')
     readme.add_argument('--check', action='store_true', help='only check that README.md is up to date; exit 1 if not')
@@ -170,7 +171,7 @@ def diff(args, cfg)->int:
         raise LookupError(f"{len(runs)} pipeline run(s) in {runs_dir}: a diff needs two; run `mlops-nb run` again (with a changed parameter, say)")
     a = find_run(runs, args.run_a) if args.run_a else runs[1]
     b = find_run(runs, args.run_b) if args.run_b else runs[0] if runs[0] != a else runs[1]
-    rows = run_diff(runs_dir/a, runs_dir/b)
+    rows = [r for r in run_diff(runs_dir/a, runs_dir/b) if not args.changed or r['kind'] == 'run' or r['change']]
     print(diff_markdown(rows) if args.markdown else diff_table(rows))
     return 0
 
