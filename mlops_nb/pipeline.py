@@ -65,8 +65,9 @@ def stage_program(nb_path:Path|str # a stage notebook
                  ):
     "The notebook a stage run executes, ready for papermill."
     import nbformat
-    nb = json.loads(Path(nb_path).read_text())
-    return nbformat.from_dict({**nb, 'cells': program_cells(nb['cells'])})
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells = [nbformat.from_dict(c) for c in program_cells(nb.cells)]
+    return nb
 
 # %% ../nbs/70_pipeline.ipynb #4dcfed57
 def notebook_digest(path:Path|str)->str:
@@ -399,7 +400,7 @@ def run_stage(cfg:dict, name:str, run_dir:Path, run_id:str, params:dict, secrets
     if not error and leaks: error = {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
     record = None if error else json.loads(rec.read_text())
     if out.exists() and reports is not None and not error:
-        reports.append(_REPORTS.submit(finish_report, out, name, record, git, error, secrets))
+        reports.append((name, _REPORTS.submit(finish_report, out, name, record, git, error, secrets)))
     elif out.exists():
         leaks = finish_report(out, name, record, git, error, secrets)
         if leaks and not error: error = {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
@@ -407,11 +408,12 @@ def run_stage(cfg:dict, name:str, run_dir:Path, run_id:str, params:dict, secrets
 
 _REPORTS = ThreadPoolExecutor(1, thread_name_prefix='mlops-nb-report')
 
-def finished_reports(reports:list)->str|None:
-    "Wait for the reports finished in the background; what leaked, in words, or None."
-    leaks = [leak for f in reports for leak in f.result()]
+def finished_reports(reports:list)->dict:
+    "Wait for the reports finished in the background; stage -> the error of each whose report held a secret."
+    out = {name: {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
+           for name, f in reports if (leaks := f.result())}
     reports.clear()
-    return f"secret values found and scrubbed in {'; '.join(leaks)}" if leaks else None
+    return out
 
 def run_pipeline(root:str|None=None, # project root; found from the working directory by default
                  config:str|None=None, # configuration file; <root>/mlops.toml by default
@@ -492,7 +494,11 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
             if warm: warm.close()
             leaked = finished_reports(reports)
         if leaked:
-            manifest.update(status='failed', error=f'a report held a secret: {leaked}')
+            for entry in manifest['stages']:
+                if entry['name'] in leaked: entry.update(status='failed', error=leaked[entry['name']])
+            name = next(iter(leaked))
+            manifest.update(status='failed', error=_failure(name, leaked[name], run_dir/Path(cfg['stages'][name]['notebook']).name,
+                                                            cfg['mlflow']['tracking_uri']))
             _save(run_dir, manifest, secrets)
             raise StageFailed(manifest['error'])
         manifest.update(status='ok', finished_at=datetime.now(timezone.utc).isoformat(timespec='seconds'), duration_s=round(time.time() - started, 1))

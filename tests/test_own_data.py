@@ -2,11 +2,9 @@
 import importlib.util, json, shutil, tarfile
 from pathlib import Path
 
-import pytest
 
 from conftest import cli
 
-pytestmark = pytest.mark.xdist_group('own_data')
 
 def package_file(package:str, *parts:str)->Path:
     "A file shipped inside an installed package, found without importing the package."
