@@ -2,7 +2,6 @@
 import importlib.util, json, shutil, tarfile
 from pathlib import Path
 
-
 from conftest import cli
 
 
