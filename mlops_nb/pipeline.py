@@ -373,6 +373,8 @@ def warm_kernel(cfg:dict, stage:str, run_dir:Path, run_id:str)->WarmKernel:
     return WarmKernel(Path(cfg['root']), {**os.environ, **stage_variables(cfg, run_dir, run_id)},
                       f"import {function.split(':')[0]}" if function else 'pass')
 
+def _leak(leaks:list[str])->dict: return {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
+
 def finish_report(out:Path, # the executed notebook
                   name:str, # its stage
                   record:dict|None, # the stage's record, None when it failed
@@ -397,20 +399,20 @@ def run_stage(cfg:dict, name:str, run_dir:Path, run_id:str, params:dict, secrets
         error = execute_stage(stage_notebook(cfg, name), out, params, Path(cfg['root']), warm=warm)
     leaks = scrub_secrets([rec], secrets)
     if not error and not rec.exists(): error = {'error': 'MissingRecord', 'message': f'the notebook ran but wrote no {stem}.json record'}
-    if not error and leaks: error = {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
+    if not error and leaks: error = _leak(leaks)
     record = None if error else json.loads(rec.read_text())
     if out.exists() and reports is not None and not error:
         reports.append((name, _REPORTS.submit(finish_report, out, name, record, git, error, secrets)))
     elif out.exists():
         leaks = finish_report(out, name, record, git, error, secrets)
-        if leaks and not error: error = {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
+        if leaks and not error: error = _leak(leaks)
     return error
 
 _REPORTS = ThreadPoolExecutor(1, thread_name_prefix='mlops-nb-report')
 
 def finished_reports(reports:list)->dict:
     "Wait for the reports finished in the background; stage -> the error of each whose report held a secret."
-    out = {name: {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
+    out = {name: _leak(leaks)
            for name, f in reports if (leaks := f.result())}
     reports.clear()
     return out

@@ -10,20 +10,25 @@ from pathlib import Path
 from .core import atomic_path, atomic_write
 
 # %% auto #0
-__all__ = ['FOLDED_TEMPLATE', 'lineage_of', 'quarantine_line', 'verdict_markdown', 'verdict_first', 'render_html', 'write_index',
-           'run_records', 'run_diff', 'diff_table', 'diff_markdown']
+__all__ = ['FOLDED_TEMPLATE', 'digests', 'lineage_of', 'quarantine_line', 'verdict_markdown', 'verdict_first', 'render_html',
+           'write_index', 'run_records', 'run_diff', 'diff_table', 'diff_markdown']
 
 # %% ../nbs/68_report.ipynb #f613dda6
+def digests(record:dict # a stage's record
+           )->dict[str, str]:
+    "Every content digest among a record's inputs and outputs, as `input name` or `output name` -> digest."
+    return {f"{side[:-1]} {k}": v['digest'] if isinstance(v, dict) else v for side in ('inputs', 'outputs') for k, v in (record.get(side) or {}).items()
+            if (isinstance(v, dict) and 'digest' in v) or (isinstance(v, str) and re.fullmatch(r'[0-9a-f]{64}', v))}
+
 def lineage_of(record:dict, # a stage's record
                git:dict|None=None, # the run's git state: commit and dirty flag
               )->list[str]:
     "The links back from a stage's result: commit, data digests, model version and MLflow run."
     out = [f"commit {git['commit'] or 'not recorded'}{' (uncommitted changes)' if git.get('dirty') else ''}"] if git else []
+    out += [f"{k}: data {d[:12]}" for k, d in digests(record).items()]
     for side in ('inputs', 'outputs'):
         for k, v in (record.get(side) or {}).items():
-            if isinstance(v, dict) and 'digest' in v: out.append(f"{side[:-1]} {k}: data {v['digest'][:12]}")
-            elif isinstance(v, str) and re.fullmatch(r'[0-9a-f]{64}', v): out.append(f"{side[:-1]} {k}: data {v[:12]}")
-            elif isinstance(v, str) and v.startswith('models:/'): out.append(f"{side[:-1]} {k}: {v}")
+            if isinstance(v, str) and v.startswith('models:/'): out.append(f"{side[:-1]} {k}: {v}")
             if isinstance(v, dict) and 'version' in v and ('name' in v or 'model' in v): out.append(f"model {v.get('name') or v['model']} v{v['version']}")
             if isinstance(v, dict) and 'mlflow_run_id' in v: out.append(f"MLflow run {v['mlflow_run_id']}")
     return out[:12]
@@ -151,9 +156,7 @@ def run_records(run_dir:Path|str # a pipeline run's folder
 
 # %% ../nbs/68_report.ipynb #b6069f99
 def _digests(records):
-    return {f"{stage}.{side[:-1]}.{k}": v['digest'] if isinstance(v, dict) else v for stage, r in records.items()
-            for side in ('inputs', 'outputs') for k, v in (r.get(side) or {}).items()
-            if (isinstance(v, dict) and 'digest' in v) or (isinstance(v, str) and re.fullmatch(r'[0-9a-f]{64}', v))}
+    return {f"{stage}.{k.replace(' ', '.')}": d for stage, r in records.items() for k, d in digests(r).items()}
 
 def _rules(records):
     columns = (records.get('data', {}).get('contract') or {}).get('columns') or {}
