@@ -5,12 +5,12 @@
 # %% ../nbs/45_card.ipynb #ccd6b44d
 from __future__ import annotations
 
+from .evaluate import MAIN_METRIC
+
 # %% auto #0
-__all__ = ['MAIN', 'card_summary', 'model_card']
+__all__ = ['card_summary', 'model_card']
 
 # %% ../nbs/45_card.ipynb #4f047825
-MAIN = {'classification': 'roc_auc', 'regression': 'r2'}
-
 def _table(rows:list[dict], cols:list[str])->list[str]:
     "Markdown table lines."
     fmt = lambda v: '' if v is None else f'{v:.4f}' if isinstance(v, float) else str(v).replace('|', '\\|')
@@ -19,7 +19,7 @@ def _table(rows:list[dict], cols:list[str])->list[str]:
 def card_summary(facts:dict # what `model_card` takes
                 )->str:
     "The card's first lines: the verdict in a few words, for the registry's version description."
-    g, m = facts['gate'], MAIN[facts['task']]
+    g, m = facts['gate'], MAIN_METRIC[facts['task']]
     score = facts['scores']['challenger'][m]
     return (f"{facts['model']} v{facts['version']}: {facts['task']} of `{facts['target']}`. Gate {'PASSED' if g['passed'] else 'REFUSED'} "
             f"({m} {score:.4f} on {facts['compared_on']}). Trained on {facts['training']['rows']:,} rows ({facts['training']['window']}), "
@@ -30,7 +30,7 @@ def card_summary(facts:dict # what `model_card` takes
 def model_card(facts:dict, # model, version, task, target, features, training, scores, compared_on, slices, behaviour, gate, lineage, trigger
               )->str:
     "The model card of a version, as Markdown."
-    m, g, t = MAIN[facts['task']], facts['gate'], facts['training']
+    m, g, t = MAIN_METRIC[facts['task']], facts['gate'], facts['training']
     limits = [c['reason'] for c in g['checks'] if not c['passed']]
     worst = sorted((s for s in facts['slices'] if s.get('challenger') is not None), key=lambda s: s['challenger'])[:5]
     scores = [{'model': k, **v} for k, v in facts['scores'].items()]
