@@ -15,11 +15,12 @@ from .core import (ConfigError, atomic_write, environment_info, file_digest, git
 from .report import quarantine_line, render_html, verdict_first, verdict_markdown, write_index
 
 # %% auto #0
-__all__ = ['STAGE_SECTION', 'stage_order', 'downstream', 'program_cells', 'stage_program', 'notebook_digest', 'code_digest',
-           'digest_of', 'stage_key', 'current_alias', 'record_still_valid', 'earlier_runs', 'cache_decision',
-           'ProjectKernelManager', 'WarmKernel', 'stage_environment', 'execute_stage', 'SecretLeak', 'scrub_secrets',
-           'RunLocked', 'run_lock', 'upstream_of', 'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed',
-           'stage_variables', 'warm_kernel', 'finish_report', 'run_stage', 'finished_reports', 'run_pipeline']
+__all__ = ['STAGE_SECTION', 'FRESH', 'stage_order', 'downstream', 'program_cells', 'stage_program', 'notebook_digest',
+           'code_digest', 'digest_of', 'stage_key', 'current_alias', 'record_still_valid', 'earlier_runs',
+           'cache_decision', 'ProjectKernelManager', 'WarmKernel', 'stage_environment', 'execute_stage', 'SecretLeak',
+           'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of', 'selection', 'close_mlflow_runs',
+           'mark_interrupted', 'StageFailed', 'stage_variables', 'warm_kernel', 'finish_report', 'run_stage',
+           'finished_reports', 'run_pipeline']
 
 # %% ../nbs/70_pipeline.ipynb #f7180cd4
 def stage_order(cfg:dict # project configuration
@@ -185,21 +186,33 @@ class ProjectKernelManager(AsyncKernelManager):
 import asyncio, subprocess, threading
 from concurrent.futures import ThreadPoolExecutor
 
-async def _start_warm(km, cwd, env, code):
-    await km.start_kernel(cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+async def _run_code(km, code):
     kc = km.client()
     kc.start_channels()
     try:
         await kc.wait_for_ready(timeout=120)
         kc.execute(code, silent=True, store_history=False)
-        await kc.get_shell_msg(timeout=600)
+        return (await kc.get_shell_msg(timeout=600))['content']['status']
     finally: kc.stop_channels()
 
+async def _start_warm(km, cwd, env, code):
+    await km.start_kernel(cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    await _run_code(km, code)
+
+def _in_thread(coro):
+    "Run `coro` to its end on its own event loop (a notebook's loop may already be running in this thread)."
+    out = []
+    worker = threading.Thread(target=lambda: out.append(asyncio.run(coro)))
+    worker.start(); worker.join()
+    return out[0] if out else None
+
+FRESH = "get_ipython().run_line_magic('reset', '-f'); __import__('gc').collect()"
+
 class WarmKernel:
-    "A stage kernel started, with `code` run in it, in a background thread."
+    "One kernel for a run's stages, started with `code` run in it in a background thread."
     def __init__(self, cwd:Path, # the kernel's working directory
                  env:dict, # its environment
-                 code:str='pass', # what to run in it first: the next stage's imports
+                 code:str='pass', # what to run in it first: the stages' imports
                 ):
         self.km, self.error = ProjectKernelManager(), None
         self.thread = threading.Thread(target=self._start, args=(cwd, env, code), daemon=True)
@@ -209,19 +222,21 @@ class WarmKernel:
         try: asyncio.run(_start_warm(self.km, cwd, env, code))
         except Exception as e: self.error = e
 
+    def run(self, code:str)->str|None:
+        "Run `code` in the kernel; the reply's status, 'ok' or 'error'."
+        return _in_thread(_run_code(self.km, code))
+
     def take(self)->ProjectKernelManager|None:
-        "The kernel once it is ready, or None when it failed to start."
+        "The kernel, ready and with a fresh namespace; None when it failed to start."
         self.thread.join()
-        if self.error is None and self.km.has_kernel: return self.km
+        if self.error is None and self.km.has_kernel and self.run(FRESH) == 'ok': return self.km
         self.close()
         return None
 
     def close(self):
         "Stop the kernel."
         self.thread.join()
-        if self.km.has_kernel:
-            stop = threading.Thread(target=lambda: asyncio.run(self.km.shutdown_kernel(now=True)))
-            stop.start(); stop.join()
+        if self.km.has_kernel: _in_thread(self.km.shutdown_kernel(now=True))
 
 # %% ../nbs/70_pipeline.ipynb #3586ecad
 @contextmanager
@@ -240,7 +255,7 @@ def execute_stage(nb_path:Path, # the stage notebook
                   params:dict, # parameters to inject
                   cwd:Path, # working directory of the kernel
                   timeout:int|None=None, # seconds a cell may run
-                  warm:WarmKernel|None=None, # a kernel started for this stage in advance; stopped when the stage ends
+                  warm:WarmKernel|None=None, # the run's kernel, started in advance; it outlives the stage
                  )->dict|None:
     "Execute the stage program of `nb_path` into `out_path`; None on success, else the failing cell and error."
     import papermill as pm
@@ -252,8 +267,6 @@ def execute_stage(nb_path:Path, # the stage notebook
     except PapermillExecutionError as e:
         return {'cell': e.exec_count, 'cell_index': e.cell_index, 'source': e.source.strip().splitlines()[0] if e.source.strip() else '',
                 'error': e.ename, 'message': e.evalue}
-    finally:
-        if km: warm.close()
     return None
 
 # %% ../nbs/70_pipeline.ipynb #d4a01077
@@ -367,11 +380,11 @@ def stage_variables(cfg:dict, run_dir:Path, run_id:str)->dict:
     "The environment variables that tell a stage notebook it runs in a pipeline, and where."
     return {'MLOPS_NB_RUN_DIR': str(run_dir), 'MLOPS_NB_RUN_ID': run_id, 'MLOPS_NB_ROOT': str(cfg['root']), 'MLOPS_NB_CONFIG': str(cfg['config_file'])}
 
-def warm_kernel(cfg:dict, stage:str, run_dir:Path, run_id:str)->WarmKernel:
-    "A kernel for `stage`, started now, with the module of its stage function imported."
-    function = cfg['stages'][stage].get('function') or ''
-    return WarmKernel(Path(cfg['root']), {**os.environ, **stage_variables(cfg, run_dir, run_id)},
-                      f"import {function.split(':')[0]}" if function else 'pass')
+def warm_kernel(cfg:dict, stages:list[str], run_dir:Path, run_id:str)->WarmKernel:
+    "The run's kernel, started now: the first of `stages`' modules imported, the others importing in the background."
+    first, *rest = list(dict.fromkeys(f.split(':')[0] for n in stages if (f := cfg['stages'][n].get('function')))) or ['json']
+    later = f"__import__('threading').Thread(target=lambda: [__import__(m) for m in {rest!r}], daemon=True).start()"
+    return WarmKernel(Path(cfg['root']), {**os.environ, **stage_variables(cfg, run_dir, run_id)}, f'import {first}; {later}')
 
 def _leak(leaks:list[str])->dict: return {'error': 'SecretLeak', 'message': f"secret values found and scrubbed in {'; '.join(leaks)}"}
 
@@ -389,7 +402,7 @@ def finish_report(out:Path, # the executed notebook
     return scrub_secrets([out, out.with_suffix('.html')], secrets)
 
 def run_stage(cfg:dict, name:str, run_dir:Path, run_id:str, params:dict, secrets:dict, git:dict|None=None,
-              warm:WarmKernel|None=None, # a kernel started for this stage in advance
+              warm:WarmKernel|None=None, # the run's kernel, started in advance
               reports:list|None=None, # when given, the report is finished in the background and its future appended here
              )->dict|None:
     "Execute one stage notebook into `run_dir`, scan its record, and finish its report; None, or what went wrong."
@@ -471,9 +484,8 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
                 else:
                     entry['status'] = 'running'
                     _save(run_dir, manifest, secrets)
-                    after = next((n for n in list(plan)[i:] if plan[n] != 'skip'), None)
-                    mine, warm = warm, warm_kernel(cfg, after, run_dir, run_id) if after else None
-                    try: error = run_stage(cfg, name, run_dir, run_id, values[name], secrets, manifest['git'], mine, reports)
+                    warm = warm or warm_kernel(cfg, [n for n in list(plan)[i - 1:] if plan[n] != 'skip'], run_dir, run_id)
+                    try: error = run_stage(cfg, name, run_dir, run_id, values[name], secrets, manifest['git'], warm, reports)
                     except KeyboardInterrupt: error = {'error': 'KeyboardInterrupt', 'message': 'interrupted'}
                     if error:
                         entry.update(status='failed', why=why, error=error, duration_s=round(time.time() - t, 1))
