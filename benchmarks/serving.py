@@ -14,7 +14,8 @@ import httpx
 import polars as pl
 
 from mlops_nb.core import load_config
-from mlops_nb.deploy import free_port, load_served, score_file, PredictionLog
+from mlops_nb.deploy import score_file
+from mlops_nb.serve import PredictionLog, free_port, load_served
 from mlops_nb.train import predict
 
 BIN = Path(sys.executable).parent

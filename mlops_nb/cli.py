@@ -51,6 +51,7 @@ def parser()->argparse.ArgumentParser:
     promote = sub.add_parser('promote', help='make a version the champion')
     promote.add_argument('version', help='the model version to promote')
     promote.add_argument('--reason', default='promoted by hand', help='why, for the alias history')
+    promote.add_argument('--evidence', choices=['traffic'], help="traffic: promote only if the version held up on live traffic (mlops-nb monitor --traffic)")
     rollback = sub.add_parser('rollback', help='move the champion back to the version it replaced')
     rollback.add_argument('--reason', default='rolled back by hand', help='why, for the alias history')
     lineage = sub.add_parser('lineage', help="follow a model version back to its commit, data, run and reports")
@@ -66,11 +67,21 @@ def parser()->argparse.ArgumentParser:
     serve.add_argument('--host', default='127.0.0.1', help='address to bind (default: 127.0.0.1, this machine only)')
     serve.add_argument('--port', type=int, default=8000, help='port (default: 8000)')
     serve.add_argument('--no-auth', action='store_true', help='serve without a bearer token even if MLOPS_NB_API_TOKEN is set')
+    serve.add_argument('--workers', type=int, default=1, help='processes sharing the port (default: 1)')
+    second = serve.add_mutually_exclusive_group()
+    second.add_argument('--shadow', metavar='ALIAS', help='also score every request with ALIAS, log it, never return it')
+    second.add_argument('--canary', metavar='ALIAS', help='let ALIAS answer a share of records, sticky by id (see --share)')
+    serve.add_argument('--share', type=float, default=0.1, help='canary: the share of records ALIAS answers (default: 0.1)')
+    serve.add_argument('--batch-rows', type=int, default=256, help='most rows scored in one model call (default: 256)')
+    serve.add_argument('--batch-wait-ms', type=float, default=1.0, help='longest wait for more requests to score together (default: 1)')
     sub.add_parser('deployed', help='what each alias serves now, and the recorded deployments')
     monitor = sub.add_parser('monitor', help='check a batch file against the champion: drift, data quality, performance, alerts; exit 3 on an alert')
     monitor.add_argument('source', help='the batch: a CSV, Parquet or NDJSON file or glob, relative to the project')
     monitor.add_argument('--labels', help='a file of arrived labels (id and target), when they are not in the batch')
     monitor.add_argument('--retrain', action='store_true', help='let an alert retrain the model, through the gate')
+    monitor.add_argument('--traffic', action='store_true',
+                         help='SOURCE holds labels: compare the champion and --second on the requests the service logged; exit 3 unless the second holds up')
+    monitor.add_argument('--second', default='challenger', help='with --traffic: the alias served beside the champion (default: challenger)')
     monitor.add_argument('-p', '--param', action='append', default=[], metavar='[STAGE.]NAME=VALUE', help='set a monitor (or other stage) parameter; repeatable')
     sub.add_parser('monitoring', help='the monitoring history: every monitored batch, its drift, performance, alerts and retraining')
     diff = sub.add_parser('diff', help='what changed between two runs: parameters, data, contract, verdicts, metrics with deltas, drift, quarantine')
@@ -101,10 +112,14 @@ def deployment(args, cfg)->int:
         result = deploy.score_file(cfg, args.source, args.alias, args.out)
         print(show(pl.DataFrame([result])))
     elif args.command == 'serve':
-        import uvicorn
+        from mlops_nb.serve import serve
         token = None if args.no_auth else os.environ.get('MLOPS_NB_API_TOKEN') or None
-        print(f"serving {cfg['mlflow']['model_name']}@{args.alias} on http://{args.host}:{args.port} ({'bearer token required' if token else 'no authentication'})")
-        uvicorn.run(deploy.make_app(cfg, args.alias, token), host=args.host, port=args.port, log_level='warning')
+        second = args.shadow or args.canary
+        beside = f", {second} in {'shadow' if args.shadow else f'canary for {args.share:.0%} of records'}" if second else ''
+        print(f"serving {cfg['mlflow']['model_name']}@{args.alias}{beside} on http://{args.host}:{args.port} with {args.workers} worker(s) "
+              f"({'bearer token required' if token else 'no authentication'})", flush=True)
+        serve(cfg, args.host, args.port, args.workers, token, alias=args.alias, second=second, mode='shadow' if args.shadow else 'canary',
+              share=args.share, batch_rows=args.batch_rows, batch_wait_ms=args.batch_wait_ms)
     else:
         from mlops_nb.register import alias_version, deployments
         name = cfg['mlflow']['model_name']
@@ -125,6 +140,12 @@ def monitoring(args, cfg)->int:
         print(show(history.select(keep).with_columns(pl.col('retrained').cast(pl.String)) if 'retrained' in keep else history.select(keep))
               if history.height else f"nothing monitored yet for {cfg['mlflow']['model_name']}")
         return 0
+    if args.traffic:
+        t = monitor.monitor_traffic(cfg, args.source, args.second, overrides=args.param)
+        print(show(pl.DataFrame([{'side': k, **t[k]} for k in ('champion', 'challenger')])))
+        print(f"{t['summary']}: {'holds up' if t['passed'] else 'does not hold up: ' + '; '.join(t['reasons'])}")
+        print(f"record: {Path(cfg['paths']['runs'])/t['run_id']}")
+        return 0 if t['passed'] else 3
     with run_lock(Path(cfg['paths']['runs']), f'monitor-{new_run_id()}', wait=True):
         r = monitor.monitor_file(cfg, args.source, args.labels, args.retrain, args.param)
     print(f"{r['source']}: {r['accepted']} rows monitored, {r['quarantined']} quarantined, against {r['model']} v{r['version']} ({r['backend']} backend)")
@@ -208,7 +229,11 @@ def registry(args)->int:
     elif args.command == 'card': print(register.read_card(cfg, args.version), end='')
     elif args.command in ('promote', 'rollback'):
         with run_lock(Path(cfg['paths']['runs']), f'{args.command}-{new_run_id()}', wait=True):
-            entry = register.promote(cfg, args.version, args.reason) if args.command == 'promote' else register.rollback(cfg, args.reason)
+            if args.command == 'rollback': entry = register.rollback(cfg, args.reason)
+            elif args.evidence == 'traffic':
+                from mlops_nb.monitor import promote_on_traffic
+                entry = promote_on_traffic(cfg, args.version)
+            else: entry = register.promote(cfg, args.version, args.reason)
         print(f"{entry['model']}@champion: v{entry['from']} -> v{entry['to']} ({entry['kind']}: {entry['reason']})")
     elif args.command == 'lineage':
         links = register.lineage(cfg, args.ref or f"{cfg['mlflow']['model_name']}@champion")

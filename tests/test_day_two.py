@@ -9,7 +9,7 @@ import pytest
 import conftest
 
 from mlops_nb.core import load_config
-from mlops_nb.deploy import Server, make_app
+from mlops_nb.serve import Server, make_app
 from mlops_nb.register import alias_history, deployments
 from team import TrackingServer, postgres, postgres_bin
 from test_own_data import package_file

@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 
 from conftest import run_stages
-from mlops_nb.deploy import Server, make_app, score_file
+from mlops_nb.deploy import score_file
+from mlops_nb.serve import Server, make_app
 from mlops_nb.contract import DataContractError
 from mlops_nb.register import deployments, move_alias
 from test_data_inputs import sales, sales_params
