@@ -72,7 +72,7 @@ def parser()->argparse.ArgumentParser:
     second.add_argument('--shadow', metavar='ALIAS', help='also score every request with ALIAS, log it, never return it')
     second.add_argument('--canary', metavar='ALIAS', help='let ALIAS answer a share of records, sticky by id (see --share)')
     serve.add_argument('--share', type=float, default=0.1, help='canary: the share of records ALIAS answers (default: 0.1)')
-    serve.add_argument('--batch-rows', type=int, default=256, help='most rows scored in one model call (default: 256)')
+    serve.add_argument('--batch-rows', type=int, default=2048, help='most rows scored in one model call (default: 2048)')
     serve.add_argument('--batch-wait-ms', type=float, default=1.0, help='longest wait for more requests to score together (default: 1)')
     sub.add_parser('deployed', help='what each alias serves now, and the recorded deployments')
     monitor = sub.add_parser('monitor', help='check a batch file against the champion: drift, data quality, performance, alerts; exit 3 on an alert')

@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from mlflow.models import get_model_info
+from threadpoolctl import threadpool_limits
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from .core import atomic_path, load_config
@@ -199,7 +200,7 @@ def records_frame(served:ServedModel, records:list)->pd.DataFrame:
 
 def answers(served:ServedModel, X:pd.DataFrame)->list[dict]:
     "Each row's answer from `served`: the prediction, and the probability of the positive class for a classifier."
-    p = predict(served.model, X)
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True): p = predict(served.model, X)  # inputs were checked
     if hasattr(served.model, 'predict_proba'): return [{'prediction': bool(v >= 0.5), 'probability': round(float(v), 6)} for v in p]
     return [{'prediction': float(v)} for v in p]
 
@@ -238,8 +239,10 @@ class Batcher:
                  max_rows:int=256, # most rows in one model call
                  max_wait_ms:float=1.0, # longest wait for more payloads after the first
                  on_batch=None, # called with each batch's rows
+                 threads:int=1, # OpenMP threads the scoring thread may use: one process scores on one core, more workers use more
                 ):
         self.score, self.size, self.max_rows, self.max_wait, self.on_batch = score, size, max_rows, max_wait_ms / 1000, on_batch
+        self.threads = threads
         self.queue, self.batches = queue.Queue(), 0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -263,6 +266,7 @@ class Batcher:
         return batch
 
     def _run(self):
+        threadpool_limits(self.threads, 'openmp')  # this thread only: two threads spinning per worker slow both cores
         while (batch := self._take()) is not None:
             after = None
             try: results, after = self.score([p for p, _, _ in batch])
@@ -331,7 +335,7 @@ def make_app(cfg:dict, # project configuration
              second:str|None=None, # a second alias served beside `alias`, such as challenger
              mode:str='shadow', # what the second alias does: shadow (scored and logged, never returned) or canary (answers a share)
              share:float=0.1, # canary: the share of records, by id, that the second alias answers
-             batch_rows:int=256, # most rows scored in one model call
+             batch_rows:int=2048, # most rows scored in one model call
              batch_wait_ms:float=1.0, # longest wait for more requests to score together
             )->FastAPI:
     "The HTTP service for the model behind `alias`, and optionally a second alias in shadow or canary."
@@ -367,15 +371,21 @@ def make_app(cfg:dict, # project configuration
             results.append(out[start:start + len(p['records'])]); start += len(p['records'])
 
         def after():
+            n, now = len(records), datetime.now(timezone.utc).isoformat(timespec='milliseconds')
             shadow = answers(other, X) if other is not None and mode == 'shadow' else None
-            now, rows = datetime.now(timezone.utc).isoformat(timespec='milliseconds'), []
-            for i, (r, a) in enumerate(zip(records, out)):
-                row = {**{f: r[f] for f in main.fields}, 'id': str(ids[i]), **a,
-                       'model': main.name, 'logged_at': now, 'source': 'http', 'request_id': request_ids[i]}
-                if shadow: row.update(shadow_version=other.version, shadow_prediction=float(shadow[i]['prediction']),
-                                      shadow_probability=shadow[i].get('probability'))
-                rows.append(row)
-            log.log(rows, log_schema)
+            extra = {'model': main.name, 'logged_at': now, 'source': 'http'} | (
+                {'shadow_version': other.version} if shadow else {})
+            try:  # columns at once: a dict per row would cost more than the model
+                frame = pl.DataFrame({**{f: pl.Series(f, X[f].to_numpy() if t in NUMBER else X[f].tolist(), log_schema[f]) for f, (t, _) in main.fields.items()},
+                                      'id': [str(i) for i in ids], **{k: [a.get(k) for a in out] for k in out[0]},
+                                      **{k: [v] * n for k, v in extra.items()}, 'request_id': request_ids,
+                                      **({'shadow_prediction': pl.Series([float(a['prediction']) for a in shadow], dtype=pl.Float64),
+                                          'shadow_probability': pl.Series([a.get('probability') for a in shadow], dtype=pl.Float64)} if shadow else {})})
+                log.log(frame)
+            except Exception:  # a value the frame cannot hold: row by row, so that only its own row is rejected
+                log.log([{**{f: r[f] for f in main.fields}, 'id': str(ids[i]), **out[i], **extra, 'request_id': request_ids[i],
+                          **({'shadow_prediction': float(shadow[i]['prediction']), 'shadow_probability': shadow[i].get('probability')} if shadow else {})}
+                         for i, r in enumerate(records)], log_schema)
         return results, after
 
     batcher = Batcher(score, lambda p: len(p['records']), batch_rows, batch_wait_ms, metrics.batch_rows.observe)
