@@ -292,8 +292,8 @@ def monitor_traffic(cfg:dict, # project configuration
     result = traffic_comparison(logged, arrived, schema['task'], champ['version'], challenger, p['min_compare_rows'], p['max_drop'])
     run_id = new_run_id()
     run_dir = Path(cfg['paths']['runs'])/run_id
-    record = write_json(run_dir/'traffic.json', {**result, 'model': name, 'second': second, 'labels': labels,
-                                                  'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'run_id': run_id})
+    record = {**result, 'model': name, 'second': second, 'labels': labels, 'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'run_id': run_id}
+    write_json(run_dir/'traffic.json', record)
     write_json(run_dir/'manifest.json', {'run_id': run_id, 'kind': 'traffic', 'command': f'mlops-nb monitor {labels} --traffic', 'status': 'ok',
                                          'git': git_state(cfg['root']), 'environment': environment_info(), 'record': str(run_dir/'traffic.json')})
     keep = {k: result[k] for k in ('mode', 'metric', 'champion', 'challenger', 'passed', 'reasons', 'summary')} | {'at': record['at'], 'run_id': run_id}
