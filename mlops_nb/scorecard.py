@@ -92,7 +92,7 @@ CAPABILITIES = [
     Capability('Microsoft', 3, 'gated, automated release of a model to serving', [('file', 'runs/*/40_register.json'), ('command', 'serve'), ('command', 'deployed')]),
     Capability('Microsoft', 3, 'integration tests of the deployed service', [('file', 'tests/test_service.py'), ('file', 'runs/*/50_deploy.json')]),
     Capability('Microsoft', 3, 'traceability from a deployed model to its code and data', [('command', 'lineage')]),
-    Capability('Microsoft', 3, 'A/B or canary release of a new model (beyond the level)', [], 'missing: the champion is swapped whole (after the service checks it); there is no traffic split', True),
+    Capability('Microsoft', 3, 'shadow and canary release of a new model, promoted on its live-traffic comparison', [('command', 'serve'), ('file', 'nbs/52_serve.ipynb'), ('file', 'tests/test_release.py')]),
     Capability('Microsoft', 4, 'production monitoring of drift and performance, with alerts', [('command', 'monitor'), ('command', 'monitoring'), ('file', 'nbs/65_monitor.ipynb')]),
     Capability('Microsoft', 4, 'automated retraining and promotion from monitoring', [('fact', 'monitor stage retrains on alerts'), ('file', 'runs/*/65_monitor.json')]),
     Capability('Microsoft', 4, 'zero-downtime model updates', [('command', 'serve')]),
