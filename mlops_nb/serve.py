@@ -4,7 +4,7 @@
 
 # %% ../nbs/52_serve.ipynb #a1c0e004
 from __future__ import annotations
-import asyncio, hashlib, hmac, json, math, os, queue, socket, tempfile, threading, time, uuid
+import asyncio, gc, hashlib, hmac, json, math, os, queue, socket, tempfile, threading, time, uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -415,6 +415,7 @@ def make_app(cfg:dict, # project configuration
 
     async def lifespan(app):
         threading.Thread(target=follow_aliases, daemon=True).start()
+        gc.collect(); gc.freeze()  # the loaded libraries and model are never garbage: full collections skip them
         yield
         stop.set(); batcher.close(); log.close()
 

@@ -15,7 +15,7 @@ from test_data_inputs import sales, sales_params
 
 pytestmark = pytest.mark.xdist_group('release')
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def project(tmp_path_factory):
     "A sales project with an order id and two versions: v1 the champion, v2 the challenger."
     root = tmp_path_factory.mktemp('release')
