@@ -26,9 +26,10 @@ from .retrain import retrain, should_retrain
 from .train import labelled, predict, run_artifact, score, use_mlflow
 
 # %% auto #0
-__all__ = ['TRAFFIC_TAG', 'join_labels', 'bootstrap_auc', 'performance', 'monitor_batch', 'history_path', 'log_monitoring',
-           'monitoring_history', 'read_labels', 'monitor_file', 'logged_requests', 'traffic_comparison',
-           'monitor_traffic', 'promote_on_traffic', 'replay_config', 'weighted_mean', 'monitor_stage', 'plot_timeline']
+__all__ = ['TRAFFIC_TAG', 'join_labels', 'bootstrap_auc', 'bootstrap_r2', 'performance', 'monitor_batch', 'history_path',
+           'log_monitoring', 'monitoring_history', 'read_labels', 'monitor_file', 'logged_requests',
+           'traffic_comparison', 'monitor_traffic', 'promote_on_traffic', 'replay_config', 'weighted_mean',
+           'monitor_stage', 'plot_timeline']
 
 # %% ../nbs/65_monitor.ipynb #a4f0e387
 def join_labels(predictions:pl.DataFrame, # logged predictions: `id_column`, `prediction`, …
@@ -61,6 +62,15 @@ def bootstrap_auc(y:np.ndarray, # 0/1 labels
         if pos.sum() and neg.sum(): out.append(float((pos * (np.cumsum(neg) - neg / 2)).sum() / (pos.sum() * neg.sum())))
     return np.array(out)
 
+def bootstrap_r2(y:np.ndarray, # values
+                 pred:np.ndarray, # predictions
+                 draws:list[np.ndarray], # row indices of each resample
+                )->np.ndarray:
+    "R² of every resample, all at once."
+    yy, pp = y[np.stack(draws)], pred[np.stack(draws)]
+    total = ((yy - yy.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    return 1 - ((yy - pp) ** 2).sum(axis=1)[total > 0] / total[total > 0]
+
 def performance(task:str, # classification or regression
                 y:np.ndarray, # labels
                 pred:np.ndarray, # predictions
@@ -73,7 +83,7 @@ def performance(task:str, # classification or regression
     if len(y) < max(1, min_rows): return {m: None, 'rows': int(len(y)), 'too_few_rows': f'{len(y)} labelled rows, fewer than min_rows ({min_rows})'}
     if task == 'classification' and len(np.unique(y)) < 2: return {m: None, 'rows': int(len(y)), 'undefined': f'a single class: {m} is undefined'}
     draws = [rng.integers(0, len(y), len(y)) for _ in range(resamples)]
-    boot = bootstrap_auc(y, pred, draws) if task == 'classification' else np.array([score(task, y[i], pred[i]) for i in draws])
+    boot = (bootstrap_auc if task == 'classification' else bootstrap_r2)(np.asarray(y, dtype=float), np.asarray(pred, dtype=float), draws)
     low, high = np.quantile(boot, [0.025, 0.975]) if len(boot) else (np.nan, np.nan)
     return {**metrics(task, y, pred), f'{m}_low': round(float(low), 4), f'{m}_high': round(float(high), 4), 'rows': int(len(y))}
 
