@@ -15,7 +15,7 @@ from sklearn.metrics import (average_precision_score, brier_score_loss, f1_score
                              roc_auc_score, root_mean_squared_error)
 
 from .core import StageContext
-from .train import TRAINING_DATA, labelled, predict, predictions_digest, run_artifact, use_mlflow
+from .train import TRAINING_DATA, labelled, predict, predictions_digest, run_artifact, score, use_mlflow
 
 # %% auto #0
 __all__ = ['MAIN_METRIC', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks', 'champion_version', 'row_keys',
@@ -57,13 +57,13 @@ def slice_metrics(task:str, X, y, pred, columns:list, min_rows:int=200)->pl.Data
         for k in keys.drop_nulls().unique().sort():
             mask = (keys == k).fill_null(False).to_numpy()
             if mask.sum() < min_rows or (task == 'classification' and len(set(y[mask])) < 2): continue
-            rows.append({'slice': f'{c}={k}', 'rows': int(mask.sum()), MAIN_METRIC[task]: round(metrics(task, y[mask], pred[mask])[MAIN_METRIC[task]], 4)})
+            rows.append({'slice': f'{c}={k}', 'rows': int(mask.sum()), MAIN_METRIC[task]: round(score(task, y[mask], pred[mask]), 4)})
     return pl.DataFrame(rows, schema={'slice': pl.String, 'rows': pl.Int64, MAIN_METRIC[task]: pl.Float64})
 
 # %% ../nbs/30_evaluate.ipynb #fd724dc9
 def behaviour_checks(model, X, y, directional:dict)->list[dict]:
     "Named behavioural checks: invariance, directional expectations, minimum functionality."
-    pred, sample = predict(model, X), X.iloc[:50]
+    pred, sample = predict(model, X), X.iloc[:20]
     alone = np.concatenate([predict(model, sample.iloc[[i]]) for i in range(len(sample))])
     order = np.random.default_rng(0).permutation(len(sample))
     checks = [{'check': 'invariance: a row scored alone = scored in a batch', 'passed': bool(np.allclose(alone, pred[:len(sample)], rtol=0, atol=1e-12)),
