@@ -21,7 +21,7 @@ from .core import StageContext, environment_info, git_state, new_run_id, resolve
 from .data import collect, open_batch, read_batch, reading
 from .drift import drift, multivariate_drift
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys
-from .register import alias_version, promote, register_version, version_bundle
+from .register import add_findings, alias_version, promote, register_version, version_bundle
 from .retrain import retrain, should_retrain
 from .train import labelled, predict, run_artifact, score, use_mlflow
 
@@ -220,6 +220,10 @@ def monitor_file(cfg:dict, # project configuration
     ctx.save_record(record)
     write_json(ctx.run_dir/'manifest.json', {'run_id': run_id, 'kind': 'monitor', 'command': f'mlops-nb monitor {source}', 'status': 'ok',
                                              'git': git_state(cfg['root']), 'environment': environment_info(), 'record': str(ctx.record_path('monitor'))})
+    if alerts:
+        day = datetime.now(timezone.utc).date().isoformat()
+        try: add_findings(cfg, champ['version'], [f"{day} batch {name}: {a['kind']}: {a['detail']}" for a in alerts])
+        except LookupError: pass  # a version registered before cards were written has no card to add to
     record['deliveries'] = send_alerts(alerts, Path(cfg['paths']['runs'])/p['alert_file'] if p['alert_file'] else None,
                                        os.environ.get('MLOPS_NB_ALERT_WEBHOOK'), p['webhook_timeout'], p['webhook_retries'])
     m = MAIN_METRIC[schema['task']]

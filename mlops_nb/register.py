@@ -23,10 +23,10 @@ try: import tomllib
 except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
-__all__ = ['ALIAS_EVENT', 'DEPLOYMENT_EVENT', 'CARD', 'LINEAGE_TAGS', 'ledger_path', 'deployments_path', 'record_event', 'events',
-           'alias_history', 'deployments', 'alias_version', 'move_alias', 'promote', 'rollback', 'lineage_tags',
-           'register_version', 'store_card', 'read_card', 'register_stage', 'project_contract', 'version_bundle',
-           'versions', 'lineage', 'reproduce']
+__all__ = ['ALIAS_EVENT', 'DEPLOYMENT_EVENT', 'CARD', 'FOUND', 'LINEAGE_TAGS', 'ledger_path', 'deployments_path', 'record_event',
+           'events', 'alias_history', 'deployments', 'alias_version', 'move_alias', 'promote', 'rollback',
+           'lineage_tags', 'register_version', 'store_card', 'read_card', 'add_findings', 'register_stage',
+           'project_contract', 'version_bundle', 'versions', 'lineage', 'reproduce']
 
 # %% ../nbs/40_register.ipynb #f5e1b244
 ALIAS_EVENT, DEPLOYMENT_EVENT = 'mlops_nb.alias.', 'mlops_nb.deployment.'
@@ -181,6 +181,21 @@ def read_card(cfg:dict, # project configuration
     except (MlflowException, OSError):
         raise LookupError(f"{mv.name} v{mv.version} has no model card: it was registered before cards were written; "
                           "run `mlops-nb run` to register a version with one") from None
+
+FOUND = '## Found by monitoring'
+
+def add_findings(cfg:dict, # project configuration
+                 ref:str|int, # an alias or a version number
+                 findings:list[str], # what monitoring found, a line each
+                 keep:int=20, # the newest findings the card keeps
+                )->str:
+    "Add what monitoring found to a version's model card, under 'Found by monitoring'; the card."
+    mv = _version(cfg, ref)
+    head, _, found = read_card(cfg, mv.version).partition(f'\n{FOUND}\n')
+    lines = [l for l in found.splitlines() if l.startswith('- ')] + [f'- {f}' for f in findings]
+    card = f"{head.rstrip()}\n\n{FOUND}\n\n" + '\n'.join(lines[-keep:]) + '\n'
+    MlflowClient().log_text(mv.run_id, card, CARD)
+    return card
 
 # %% ../nbs/40_register.ipynb #41434d69
 def register_stage(ctx:StageContext # where the stage runs
