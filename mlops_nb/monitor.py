@@ -23,7 +23,7 @@ from .drift import drift, multivariate_drift
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys
 from .register import add_findings, alias_version, promote, register_version, version_bundle
 from .retrain import retrain, should_retrain
-from .train import labelled, predict, run_artifact, score, use_mlflow
+from .train import labelled, predict, run_artifact, use_mlflow
 
 # %% auto #0
 __all__ = ['TRAFFIC_TAG', 'join_labels', 'bootstrap_auc', 'bootstrap_r2', 'performance', 'monitor_batch', 'history_path',
