@@ -1,5 +1,5 @@
 "Every notebook in nbs/ runs top to bottom under nbdev-test: the lessons are the package's tests."
-import subprocess, sys
+import re, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -7,10 +7,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT/'nbs').rglob('*.ipynb'))
 
-@pytest.mark.parametrize('nb', NOTEBOOKS, ids=[nb.name for nb in NOTEBOOKS])
-def test_notebook(nb):
-    r = subprocess.run([Path(sys.executable).parent/'nbdev-test', str(nb)], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-4000:]
+HALVES = [NOTEBOOKS[0::2], NOTEBOOKS[1::2]]
+
+@pytest.mark.parametrize('notebooks', HALVES, ids=['first half', 'second half'])
+def test_notebooks(notebooks):
+    "Half the notebooks in one nbdev-test process (the libraries are imported once, each notebook still runs in a fresh namespace)."
+    names = '|'.join(re.escape(nb.name) for nb in notebooks)
+    r = subprocess.run([Path(sys.executable).parent/'nbdev-test', '--n-workers', '0', '--timing', '--file-re', f'^({names})$', str(ROOT/'nbs')],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-6000:]
+    ran = {line.split(':')[0] for line in (r.stdout + r.stderr).splitlines() if line.endswith(' secs')}
+    assert ran == {nb.name for nb in notebooks}, sorted(ran ^ {nb.name for nb in notebooks})
 
 def test_a_stage_notebook_opened_alone_trains_on_its_projects_own_data(tmp_path, monkeypatch):
     "A clone whose mlops.toml points at the user's own file: nbs/20_train.ipynb opened alone (as JupyterLab runs it) trains on that file."
