@@ -14,8 +14,8 @@ from .pipeline import RunLocked, StageFailed, earlier_runs, run_lock, run_pipeli
 from .report import diff_markdown, diff_table, quarantine_line, run_diff
 
 # %% auto #0
-__all__ = ['summary_table', 'parser', 'show', 'deployment', 'monitoring', 'commands', 'init', 'find_run', 'diff', 'registry',
-           'explain', 'main']
+__all__ = ['summary_table', 'at_least_one', 'share', 'parser', 'show', 'deployment', 'monitoring', 'commands', 'init', 'find_run',
+           'diff', 'registry', 'explain', 'main']
 
 # %% ../nbs/80_cli.ipynb #7ffd2bb4
 def summary_table(manifest:dict # a run's manifest
@@ -30,6 +30,18 @@ def summary_table(manifest:dict # a run's manifest
     return '\n'.join([table, *[quarantine_line(s['name'], s['quarantine']) for s in manifest['stages'] if s.get('quarantine')]])
 
 # %% ../nbs/80_cli.ipynb #f9630ca6
+def at_least_one(text:str)->int:
+    "An argument that must be a whole number of at least 1."
+    if not text.isdigit() or int(text) < 1: raise argparse.ArgumentTypeError(f'must be a whole number of at least 1, not {text!r}')
+    return int(text)
+
+def share(text:str)->float:
+    "An argument that must be a number from 0 to 1."
+    try: value = float(text)
+    except ValueError: value = -1.0
+    if not 0 <= value <= 1: raise argparse.ArgumentTypeError(f'must be a number from 0 to 1, not {text!r}')
+    return value
+
 def parser()->argparse.ArgumentParser:
     "The `mlops-nb` argument parser."
     p = argparse.ArgumentParser(prog='mlops-nb', description='A notebook-first, literate MLOps lifecycle.')
@@ -67,11 +79,11 @@ def parser()->argparse.ArgumentParser:
     serve.add_argument('--host', default='127.0.0.1', help='address to bind (default: 127.0.0.1, this machine only)')
     serve.add_argument('--port', type=int, default=8000, help='port (default: 8000)')
     serve.add_argument('--no-auth', action='store_true', help='serve without a bearer token even if MLOPS_NB_API_TOKEN is set')
-    serve.add_argument('--workers', type=int, default=1, help='processes sharing the port (default: 1)')
+    serve.add_argument('--workers', type=at_least_one, default=1, help='processes sharing the port (default: 1)')
     second = serve.add_mutually_exclusive_group()
     second.add_argument('--shadow', metavar='ALIAS', help='also score every request with ALIAS, log it, never return it')
     second.add_argument('--canary', metavar='ALIAS', help='let ALIAS answer a share of records, sticky by id (see --share)')
-    serve.add_argument('--share', type=float, default=0.1, help='canary: the share of records ALIAS answers (default: 0.1)')
+    serve.add_argument('--share', type=share, default=0.1, help='canary: the share of records ALIAS answers (default: 0.1)')
     serve.add_argument('--batch-rows', type=int, default=2048, help='most rows scored in one model call (default: 2048)')
     serve.add_argument('--batch-wait-ms', type=float, default=1.0, help='longest wait for more requests to score together (default: 1)')
     sub.add_parser('deployed', help='what each alias serves now, and the recorded deployments')

@@ -232,7 +232,7 @@ def _version(cfg:dict, ref:str|int)->object:
     try: return client.get_model_version(name, str(ref)) if str(ref).isdigit() else client.get_model_version_by_alias(name, str(ref))
     except MlflowException as e:
         if e.error_code in ('RESOURCE_DOES_NOT_EXIST', 'INVALID_PARAMETER_VALUE', 'NOT_FOUND'):
-            what = f'version {ref}' if str(ref).isdigit() else f"a version with the alias '{ref}'"
+            what = f'version {ref}' if str(ref).isdigit() else f"version with the alias '{ref}'"
             raise LookupError(f"{name} has no {what} in the registry at {cfg['mlflow']['tracking_uri']}: run `mlops-nb run` first") from None
         raise
 
