@@ -341,6 +341,7 @@ def make_app(cfg:dict, # project configuration
     "The HTTP service for the model behind `alias`, and optionally a second alias in shadow or canary."
     if mode not in ('shadow', 'canary'): raise ValueError(f"mode must be shadow or canary, not {mode!r}")
     if not 0 <= share <= 1: raise ValueError(f'share must be between 0 and 1, not {share}')
+    if second == alias: raise ValueError(f'the second alias must differ from the first ({alias})')
     roles = {alias: 'answers', **({second: 'shadow' if mode == 'shadow' else f'canary {share:g}'} if second else {})}
     state = {a: load_served(cfg, a) for a in roles}
     if second: _same_inputs(state[alias], state[second])
