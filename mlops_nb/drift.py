@@ -16,8 +16,9 @@ from sklearn.model_selection import StratifiedKFold
 
 # %% auto #0
 __all__ = ['BACKENDS', 'numeric_reference', 'categorical_reference', 'reference_stats', 'psi', 'numeric_psi', 'categorical_psi',
-           'column_summary', 'ks_test', 'native_tests', 'alibi_tests', 'drift', 'backend_agreement',
-           'multivariate_drift']
+           'grid', 'grid_counts', 'slot_values', 'column_summary', 'numeric_values', 'ks_test', 'native_tests',
+           'alibi_tests', 'monitored', 'batch_summary', 'drift_table', 'drift', 'backend_agreement', 'sample_key',
+           'row_sample', 'multivariate_drift']
 
 # %% ../nbs/60_drift.ipynb #473fa212
 def numeric_reference(s:pl.Series, # a numeric reference column
@@ -58,13 +59,22 @@ def psi(expected, actual, floor:float=1e-4)->float:
     e, a = np.clip(np.asarray(expected, float), floor, None), np.clip(np.asarray(actual, float), floor, None)
     return float(np.sum((a - e) * np.log(a / e)))
 
-def numeric_psi(ref:dict, values:np.ndarray)->float:
+def _cumulative(values:np.ndarray, counts:np.ndarray|None)->np.ndarray:
+    "How many values lie before each position of sorted `values`, each seen `counts` times (once when None), and in all."
+    return np.arange(len(values) + 1) if counts is None else np.r_[0, np.cumsum(counts)]
+
+def numeric_psi(ref:dict, # the column's reference statistics
+                values:np.ndarray, # sorted batch values
+                counts:np.ndarray|None=None, # how often each of `values` occurs; once each when None
+               )->float:
     "PSI of sorted numeric values over the reference's bins, plus one bin below its minimum and one above its maximum."
     lo, hi = ref.get('min', ref['sample'][0]), ref.get('max', ref['sample'][-1])
-    below, above = int(np.searchsorted(values, lo, side='left')), int(len(values) - np.searchsorted(values, hi, side='right'))
-    inside = values[below:len(values) - above]
-    counts = np.diff(np.searchsorted(inside, ref['edges'], side='left'), prepend=0, append=len(inside))
-    return psi([0.0, *ref['shares'], 0.0], np.r_[below, counts, above] / len(values))
+    cum = _cumulative(values, counts)
+    m = cum[-1]
+    below, above = int(cum[np.searchsorted(values, lo, side='left')]), int(m - cum[np.searchsorted(values, hi, side='right')])
+    at_edges = np.clip(cum[np.searchsorted(values, ref['edges'], side='left')] - below, 0, None)
+    inside = np.diff(at_edges, prepend=0, append=m - below - above)
+    return psi([0.0, *ref['shares'], 0.0], np.r_[below, inside, above] / m)
 
 def categorical_psi(ref:dict, counts:dict)->float:
     "PSI of category counts against the reference's, unseen categories pooled into one bin."
@@ -73,21 +83,48 @@ def categorical_psi(ref:dict, counts:dict)->float:
     return psi([v / n_ref for v in ref['counts'].values()] + [0.0], [counts.get(k, 0) / n for k in ref['counts']] + [unseen / n])
 
 # %% ../nbs/60_drift.ipynb #f3111dde
+def grid(ref:dict)->np.ndarray:
+    "The sorted distinct points where a numeric reference can change: its sample, its bin edges, its minimum and maximum."
+    return np.unique(np.r_[ref['sample'], ref['edges'], ref.get('min', ref['sample'][0]), ref.get('max', ref['sample'][-1])])
+
+def grid_counts(points:np.ndarray, # sorted distinct points, from `grid`
+                values:np.ndarray, # numbers, in any order
+               )->np.ndarray:
+    "How many `values` lie below the first point, on it, between it and the next, …, on the last and above it: 2 × len(points) + 1 counts."
+    at = np.searchsorted(points, values, side='left')
+    on = (at < len(points)) & (points[np.minimum(at, len(points) - 1)] == values)
+    return np.bincount(2 * at + on, minlength=2 * len(points) + 1)
+
+def slot_values(points:np.ndarray)->np.ndarray:
+    "A value that stands for each slot of `grid_counts`: just below the first point, each point, the middle of each gap, just above the last."
+    out = np.empty(2 * len(points) + 1)
+    out[1::2] = points
+    out[2:-1:2] = points[:-1] + (points[1:] - points[:-1]) / 2
+    out[0], out[-1] = np.nextafter(points[0], -np.inf), np.nextafter(points[-1], np.inf)
+    return out
+
 def column_summary(ref:dict, # the column's reference statistics
                    s:pl.Series, # the batch column
-                  ):
-    "What the tests need from a batch column: its sorted non-null values, or its category counts."
-    if ref['kind'] == 'numeric': return np.sort(s.drop_nulls().cast(pl.Float64).to_numpy())
-    return dict(s.drop_nulls().cast(pl.String).value_counts().iter_rows())
+                  )->dict:
+    "What the tests need from a batch column: its counts on the reference's grid, or its category counts; and its nulls."
+    if ref['kind'] == 'numeric': return {'counts': grid_counts(grid(ref), s.drop_nulls().cast(pl.Float64).to_numpy()), 'nulls': s.null_count()}
+    return {'counts': dict(s.drop_nulls().cast(pl.String).value_counts().iter_rows()), 'nulls': s.null_count()}
+
+def numeric_values(ref:dict, summary:dict)->tuple[np.ndarray, np.ndarray]:
+    "A numeric summary as sorted values and how often each occurs, empty slots left out."
+    counts = np.asarray(summary['counts'])
+    return slot_values(grid(ref))[counts > 0], counts[counts > 0]
 
 # %% ../nbs/60_drift.ipynb #9c636d9a
 def ks_test(sample:np.ndarray, # sorted reference sample
             values:np.ndarray, # sorted batch values
+            counts:np.ndarray|None=None, # how often each of `values` occurs; once each when None
            )->tuple[float, float]:
     "The two-sample KS statistic and asymptotic p-value, as `scipy.stats.ks_2samp(sample, values, method='asymp')` gives them."
-    n, m = len(sample), len(values)
-    at_or_below = np.searchsorted(values, sample, side='right')  # batch values <= each reference value
-    below = np.append(np.searchsorted(values, sample, side='left'), m)  # batch values < each reference value; all of them past the last
+    cum = _cumulative(values, counts)
+    n, m = len(sample), int(cum[-1])
+    at_or_below = cum[np.searchsorted(values, sample, side='right')]  # batch values <= each reference value
+    below = np.append(cum[np.searchsorted(values, sample, side='left')], m)  # batch values < each reference value; all of them past the last
     ref_at_or_below = np.searchsorted(sample, sample, side='right')
     k = np.nonzero(np.diff(below, prepend=0))[0]  # reference counts k at which some batch value sits
     ref_over = np.max(ref_at_or_below / n - at_or_below / m)
@@ -97,12 +134,13 @@ def ks_test(sample:np.ndarray, # sorted reference sample
     return d, float(np.clip(distributions.kstwo.sf(d, np.round(big * small / (big + small))), 0, 1))
 
 # %% ../nbs/60_drift.ipynb #25a62540
-def _native_one(ref:dict, summary)->tuple:
+def _native_one(ref:dict, summary:dict)->tuple:
+    counts = summary['counts']
     if ref['kind'] == 'numeric':
-        return ('ks', *ks_test(np.asarray(ref['sample']), summary)) if len(summary) else ('ks', None, None)
-    cats = sorted(set(ref['counts']) | set(summary))
-    if not summary or len(cats) < 2: return ('chi2', None, 1.0 if summary else None)
-    r = stats.chi2_contingency(np.array([[ref['counts'].get(k, 0) for k in cats], [summary.get(k, 0) for k in cats]]))
+        return ('ks', *ks_test(np.asarray(ref['sample']), *numeric_values(ref, summary))) if counts.sum() else ('ks', None, None)
+    cats = sorted(set(ref['counts']) | set(counts))
+    if not counts or len(cats) < 2: return ('chi2', None, 1.0 if counts else None)
+    r = stats.chi2_contingency(np.array([[ref['counts'].get(k, 0) for k in cats], [counts.get(k, 0) for k in cats]]))
     return ('chi2', float(r.statistic), float(r.pvalue))
 
 def native_tests(columns:dict, # reference statistics by column (`reference_stats(...)['columns']`)
@@ -126,10 +164,10 @@ def alibi_tests(columns:dict, # reference statistics by column
     "Per column: test name, statistic and p-value, from alibi-detect's `KSDrift` and `ChiSquareDrift`."
     cd, out = _quiet_alibi(), {}
     for c, ref in columns.items():
-        summary = summaries[c]
+        summary = summaries[c]['counts']
         if ref['kind'] == 'numeric':
-            if not len(summary): out[c] = ('ks', None, None); continue
-            r = cd.KSDrift(np.asarray(ref['sample'])[:, None]).predict(summary[:, None])['data']
+            if not summary.sum(): out[c] = ('ks', None, None); continue
+            r = cd.KSDrift(np.asarray(ref['sample'])[:, None]).predict(np.repeat(*numeric_values(ref, summaries[c]))[:, None])['data']
             out[c] = ('ks', float(r['distance'][0]), float(r['p_val'][0]))
         else:
             cats = sorted(set(ref['counts']) | set(summary))
@@ -144,6 +182,47 @@ def alibi_tests(columns:dict, # reference statistics by column
 BACKENDS = {'alibi': alibi_tests, 'native': native_tests}
 
 # %% ../nbs/60_drift.ipynb #a8594b4b
+def monitored(reference:dict, # from `reference_stats`
+              prediction:bool=False, # whether the predictions are monitored too
+             )->dict:
+    "The reference statistics of every monitored column, the predictions' last when asked for and stored."
+    return {**reference['columns'], **({'prediction': reference['prediction']} if prediction and reference.get('prediction') else {})}
+
+def batch_summary(reference:dict, # from `reference_stats`
+                  batch:pl.DataFrame, # the production batch
+                  prediction:np.ndarray|None=None, # the model's predictions on the batch, for prediction drift
+                 )->dict:
+    "Everything the per-column tests need from a batch: its rows, and each monitored column's `column_summary`."
+    columns = monitored(reference, prediction is not None)
+    frame = batch if prediction is None or 'prediction' not in columns else batch.with_columns(pl.Series('prediction', prediction))
+    if missing := [c for c in columns if c not in frame.columns]: raise ValueError(f"the batch lacks monitored column(s) {missing}")
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        return {'rows': frame.height, 'columns': dict(zip(columns, pool.map(lambda c: column_summary(columns[c], frame[c]), columns)))}
+
+def drift_table(reference:dict, # from `reference_stats`
+                summary:dict, # from `batch_summary`
+                alpha:float=0.05, # significance after correction
+                min_psi:float=0.1, # smallest effect size worth an alarm
+                backend:str='alibi', # alibi or native
+               )->pl.DataFrame:
+    "One row per column: test, statistic, p-value, corrected p-value, PSI, null rates, unseen categories (count and share), and whether it drifted."
+    if backend not in BACKENDS: raise ValueError(f"unknown drift backend '{backend}'; use one of {', '.join(BACKENDS)}")
+    columns, summaries = monitored(reference, 'prediction' in summary['columns']), summary['columns']
+    tests, rows = BACKENDS[backend](columns, summaries), []
+    for c, ref in columns.items():
+        (test, statistic, p), counts = tests[c], summaries[c]['counts']
+        if ref['kind'] == 'numeric': effect, unseen, seen = (numeric_psi(ref, *numeric_values(ref, summaries[c])) if counts.sum() else None), 0, 1
+        else:
+            effect = categorical_psi(ref, counts) if counts else None
+            unseen, seen = sum(n for k, n in counts.items() if k not in ref['counts']), max(1, sum(counts.values()))
+        rows.append({'column': c, 'role': 'prediction' if c == 'prediction' else 'feature', 'test': test, 'statistic': statistic, 'p_value': p,
+                     'psi': effect, 'unseen': unseen, 'unseen_share': round(unseen / seen, 4), 'null_rate_reference': round(ref['null_rate'], 4),
+                     'null_rate_batch': round(summaries[c]['nulls'] / max(1, summary['rows']), 4)})
+    out = pl.DataFrame(rows, schema={'column': pl.String, 'role': pl.String, 'test': pl.String, 'statistic': pl.Float64, 'p_value': pl.Float64,
+                                     'psi': pl.Float64, 'unseen': pl.Int64, 'unseen_share': pl.Float64, 'null_rate_reference': pl.Float64, 'null_rate_batch': pl.Float64})
+    return out.with_columns((pl.col('p_value') * len(rows)).clip(upper_bound=1.0).alias('p_adjusted')).with_columns(
+        ((pl.col('p_adjusted') < alpha) & (pl.col('psi') >= min_psi)).fill_null(False).alias('drifted'))
+
 def drift(reference:dict, # from `reference_stats`
           batch:pl.DataFrame, # the production batch
           prediction:np.ndarray|None=None, # the model's predictions on the batch, for prediction drift
@@ -151,30 +230,9 @@ def drift(reference:dict, # from `reference_stats`
           min_psi:float=0.1, # smallest effect size worth an alarm
           backend:str='alibi', # alibi or native
          )->pl.DataFrame:
-    "One row per column: test, statistic, p-value, corrected p-value, PSI, null rates, unseen categories (count and share), and whether it drifted."
+    "The `drift_table` of a batch."
     if backend not in BACKENDS: raise ValueError(f"unknown drift backend '{backend}'; use one of {', '.join(BACKENDS)}")
-    columns, frame = dict(reference['columns']), batch
-    if prediction is not None and reference.get('prediction'):
-        columns['prediction'] = reference['prediction']
-        frame = batch.with_columns(pl.Series('prediction', prediction))
-    if missing := [c for c in columns if c not in frame.columns]: raise ValueError(f"the batch lacks monitored column(s) {missing}")
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
-        summaries = dict(zip(columns, pool.map(lambda c: column_summary(columns[c], frame[c]), columns)))
-    tests = BACKENDS[backend](columns, summaries)
-    rows = []
-    for c, ref in columns.items():
-        (test, statistic, p), summary = tests[c], summaries[c]
-        if ref['kind'] == 'numeric': effect, unseen, seen = (numeric_psi(ref, summary) if len(summary) else None), 0, 1
-        else:
-            effect = categorical_psi(ref, summary) if summary else None
-            unseen, seen = sum(n for k, n in summary.items() if k not in ref['counts']), max(1, sum(summary.values()))
-        rows.append({'column': c, 'role': 'prediction' if c == 'prediction' else 'feature', 'test': test, 'statistic': statistic, 'p_value': p,
-                     'psi': effect, 'unseen': unseen, 'unseen_share': round(unseen / seen, 4), 'null_rate_reference': round(ref['null_rate'], 4),
-                     'null_rate_batch': round(frame[c].null_count() / max(1, frame.height), 4)})
-    out = pl.DataFrame(rows, schema={'column': pl.String, 'role': pl.String, 'test': pl.String, 'statistic': pl.Float64, 'p_value': pl.Float64,
-                                     'psi': pl.Float64, 'unseen': pl.Int64, 'unseen_share': pl.Float64, 'null_rate_reference': pl.Float64, 'null_rate_batch': pl.Float64})
-    return out.with_columns((pl.col('p_value') * len(rows)).clip(upper_bound=1.0).alias('p_adjusted')).with_columns(
-        ((pl.col('p_adjusted') < alpha) & (pl.col('psi') >= min_psi)).fill_null(False).alias('drifted'))
+    return drift_table(reference, batch_summary(reference, batch, prediction), alpha, min_psi, backend)
 
 # %% ../nbs/60_drift.ipynb #3946febd
 def backend_agreement(reference:dict, batch:pl.DataFrame, **kw)->pl.DataFrame:
@@ -185,11 +243,26 @@ def backend_agreement(reference:dict, batch:pl.DataFrame, **kw)->pl.DataFrame:
         (pl.col('alibi') - pl.col('native')).abs().alias('difference'))
 
 # %% ../nbs/60_drift.ipynb #6413c2fa
+def sample_key(row:pl.Expr, # the row's number in its source, such as `source_row`
+               seed:int=0, # seed of the sample
+              )->pl.Expr:
+    "A pseudo-random key of a row number (Knuth's multiplicative hash); the rows with the smallest keys are the sample."
+    return ((row + seed) * 2654435761) % 4294967296
+
+def row_sample(batch:pl.DataFrame, # the batch; rows are told apart by `source_row`, or by position when it has none
+               rows:int, # rows to keep
+               seed:int=0, # seed of the sample
+              )->pl.DataFrame:
+    "The `rows` rows with the smallest `sample_key`, in source order: the same rows whichever engine picks them."
+    numbered = batch if 'source_row' in batch.columns else batch.with_row_index('source_row').with_columns(pl.col('source_row').cast(pl.Int64))
+    picked = numbered.with_columns(sample_key(pl.col('source_row'), seed).alias('_key')).sort('_key', 'source_row').head(rows)
+    return picked.sort('source_row').drop('_key', *(['source_row'] if 'source_row' not in batch.columns else []))
+
 def _domain_data(reference:dict, batch:pl.DataFrame, seed:int):
     "Reference rows and an equal batch sample, categories as shared integer codes; `(X_ref, X_batch, categorical mask)`."
     ref = pl.DataFrame(reference['rows'])
     cols = reference['numeric'] + reference['categorical']
-    new = batch.select(cols).sample(min(ref.height, batch.height), seed=seed)
+    new = row_sample(batch, ref.height, seed).select(cols)
     both = pl.concat([ref.select(cols), new.select([pl.col(c).cast(ref.schema[c]) for c in cols])])
     both = both.with_columns(pl.col(c).cast(pl.String).cast(pl.Categorical).to_physical().cast(pl.Float64) for c in reference['categorical'])
     X = both.cast(pl.Float64).to_numpy()

@@ -19,17 +19,17 @@ from .alerts import check_alerts, send_alerts
 from .contract import DataContractError, parse_as
 from .core import StageContext, environment_info, git_state, new_run_id, resolve_params, write_json
 from .data import collect, open_batch, read_batch, reading
-from .drift import drift, multivariate_drift
+from .drift import batch_summary, drift_table, multivariate_drift, row_sample
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys
 from .register import add_findings, alias_version, promote, register_version, version_bundle
 from .retrain import retrain, should_retrain
 from .train import labelled, predict, run_artifact, use_mlflow
 
 # %% auto #0
-__all__ = ['TRAFFIC_TAG', 'join_labels', 'bootstrap_auc', 'bootstrap_r2', 'performance', 'monitor_batch', 'history_path',
-           'log_monitoring', 'monitoring_history', 'read_labels', 'monitor_file', 'logged_requests',
-           'traffic_comparison', 'monitor_traffic', 'promote_on_traffic', 'replay_config', 'weighted_mean',
-           'monitor_stage', 'plot_timeline']
+__all__ = ['TRAFFIC_TAG', 'join_labels', 'bootstrap_auc', 'bootstrap_r2', 'performance', 'batch_evidence', 'judge_batch',
+           'monitor_batch', 'history_path', 'log_monitoring', 'monitoring_history', 'read_labels', 'monitor_file',
+           'logged_requests', 'traffic_comparison', 'monitor_traffic', 'promote_on_traffic', 'replay_config',
+           'weighted_mean', 'monitor_stage', 'plot_timeline']
 
 # %% ../nbs/65_monitor.ipynb #a4f0e387
 def join_labels(predictions:pl.DataFrame, # logged predictions: `id_column`, `prediction`, …
@@ -88,6 +88,21 @@ def performance(task:str, # classification or regression
     return {**metrics(task, y, pred), f'{m}_low': round(float(low), 4), f'{m}_high': round(float(high), 4), 'rows': int(len(y))}
 
 # %% ../nbs/65_monitor.ipynb #b95abcc6
+def batch_evidence(df:pl.DataFrame, # the batch's accepted rows
+                   model, # the serving model
+                   reference:dict, # its drift reference
+                   schema:dict, # the data record's schema
+                   labels:pl.DataFrame|None=None, # arrived labels (id, target); None takes them from `df` when it has the target
+                  )->dict:
+    "What monitoring needs from a batch: its rows, the drift summary with the predictions, a row sample, and the labelled predictions."
+    if df.height == 0: return {'rows': 0}
+    pred = predict(model, df.select(*schema['categorical'], *schema['numeric']).to_pandas())
+    if labels is None and schema['target'] in df.columns: labels = df.select(schema['id'], schema['target'])
+    joined, counts = join_labels(df.select(schema['id']).with_columns(pl.Series('prediction', pred)), labels, schema['id'], schema['target']) \
+                     if labels is not None else (None, None)
+    return {'rows': df.height, 'summary': batch_summary(reference, df, pred), 'sample': row_sample(df, len(next(iter(reference['rows'].values())))),
+            'labels': counts, 'labelled': None if joined is None else joined.select(schema['target'], 'prediction')}
+
 def _empty(name:str, holdout:float|None, p:dict, task:str, quarantine:dict|None)->dict:
     "The record of a batch with no rows left to monitor."
     why = 'the batch has no rows' if not quarantine or not quarantine['of'] else \
@@ -95,6 +110,30 @@ def _empty(name:str, holdout:float|None, p:dict, task:str, quarantine:dict|None)
     return {'batch': name, 'rows': 0, 'nothing_to_monitor': f'nothing left to monitor: {why}', 'drift': [], 'multivariate': None, 'labels': None,
             'performance': None, 'holdout': holdout, 'alerts': check_alerts(None, None, holdout, p, task, 0, quarantine), 'drifted': [],
             'prediction_drifted': False}
+
+def judge_batch(name:str, # the batch's name, such as 2013-07
+                evidence:dict, # from `batch_evidence`
+                reference:dict, # the serving model's drift reference
+                holdout:float|None, # its main metric on its holdout
+                schema:dict, # the data record's schema
+                p:dict, # the stage's parameters
+                quarantine:dict|None=None, # what the contract held back: `rows`, `of`, `limit`, `reasons`
+               )->dict:
+    "Drift, data quality, performance and alerts of one batch, from its evidence; the record."
+    task, rows = schema['task'], evidence['rows']
+    if rows == 0: return _empty(name, holdout, p, task, quarantine)
+    table = drift_table(reference, evidence['summary'], p['alpha'], p['min_psi'], p['backend'])
+    joint = multivariate_drift(reference, evidence['sample'], p['backend'], p['alpha']) if rows >= p['min_rows'] else \
+            {'test': None, 'auc': None, 'p_value': None, 'rows': rows, 'drifted': False, 'skipped': f"{rows} rows, fewer than min_rows"}
+    perf, labelled = None, evidence['labelled']
+    if labelled is not None and labelled.height:
+        y = labelled[schema['target']]
+        y = (y == schema['positive_class']).cast(pl.Int8).to_numpy() if task == 'classification' else y.cast(pl.Float64).to_numpy()
+        perf = performance(task, y, labelled['prediction'].to_numpy(), p['bootstrap'], min_rows=p['min_rows'])
+    alerts = check_alerts(table, perf, holdout, p, task, rows, quarantine)
+    return {'batch': name, 'rows': rows, 'drift': table.to_dicts(), 'multivariate': joint, 'labels': evidence['labels'], 'performance': perf,
+            'holdout': holdout, 'alerts': alerts, 'drifted': table.filter((pl.col('role') == 'feature') & pl.col('drifted'))['column'].to_list(),
+            'prediction_drifted': bool(table.filter(pl.col('role') == 'prediction')['drifted'].any())}
 
 def monitor_batch(name:str, # the batch's name, such as 2013-07
                   df:pl.DataFrame, # the batch's accepted rows
@@ -105,28 +144,9 @@ def monitor_batch(name:str, # the batch's name, such as 2013-07
                   p:dict, # the stage's parameters
                   labels:pl.DataFrame|None=None, # arrived labels (id, target); None takes them from `df` when it has the target
                   quarantine:dict|None=None, # what the contract held back: `rows`, `of`, `limit`, `reasons`
-                 )->tuple[dict, pl.DataFrame]:
-    "Drift, data quality, performance and alerts of one batch; the record and the predictions."
-    task = schema['task']
-    if df.height == 0: return _empty(name, holdout, p, task, quarantine), pl.DataFrame()
-    pred = predict(model, df.select(*schema['categorical'], *schema['numeric']).to_pandas())
-    predictions = df.select(schema['id']).with_columns(pl.Series('prediction', pred))
-    table = drift(reference, df, pred, p['alpha'], p['min_psi'], p['backend'])
-    joint = multivariate_drift(reference, df, p['backend'], p['alpha']) if df.height >= p['min_rows'] else \
-            {'test': None, 'auc': None, 'p_value': None, 'rows': df.height, 'drifted': False, 'skipped': f"{df.height} rows, fewer than min_rows"}
-    if labels is None and schema['target'] in df.columns: labels = df.select(schema['id'], schema['target'])
-    perf, counts = None, None
-    if labels is not None:
-        joined, counts = join_labels(predictions, labels, schema['id'], schema['target'])
-        if joined.height:
-            y = joined[schema['target']]
-            y = (y == schema['positive_class']).cast(pl.Int8).to_numpy() if task == 'classification' else y.cast(pl.Float64).to_numpy()
-            perf = performance(task, y, joined['prediction'].to_numpy(), p['bootstrap'], min_rows=p['min_rows'])
-    alerts = check_alerts(table, perf, holdout, p, task, df.height, quarantine)
-    record = {'batch': name, 'rows': df.height, 'drift': table.to_dicts(), 'multivariate': joint, 'labels': counts, 'performance': perf,
-              'holdout': holdout, 'alerts': alerts, 'drifted': table.filter((pl.col('role') == 'feature') & pl.col('drifted'))['column'].to_list(),
-              'prediction_drifted': bool(table.filter(pl.col('role') == 'prediction')['drifted'].any())}
-    return record, predictions
+                 )->dict:
+    "Drift, data quality, performance and alerts of one batch in memory; the record."
+    return judge_batch(name, batch_evidence(df, model, reference, schema, labels), reference, holdout, schema, p, quarantine)
 
 # %% ../nbs/65_monitor.ipynb #0aaba09a
 def history_path(cfg:dict)->Path: return Path(cfg['paths']['runs'])/'monitoring.jsonl'
@@ -211,7 +231,7 @@ def monitor_file(cfg:dict, # project configuration
     ctx = StageContext('monitor', cfg, run_id, Path(cfg['paths']['runs'])/run_id, p, {})
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     held = {'rows': v.quarantined.height, 'of': v.rows_read, 'limit': contract['dataset'].get('max_quarantined_share', 0.01), 'reasons': v.reasons}
-    rec, _ = monitor_batch(name, v.accepted, champ['model'], champ['reference'], champ['holdout'], schema, p, arrived, held)
+    rec = monitor_batch(name, v.accepted, champ['model'], champ['reference'], champ['holdout'], schema, p, arrived, held)
     batch = v.accepted if arrived is None else v.accepted.drop(schema['target']).join(arrived, on=schema['id'], how='left').select(v.accepted.columns)
     quarantine = ctx.snapshot(v.quarantined) if v.quarantined.height else None
     alerts = [{**a, 'batch': name, 'model': champ['name'], 'version': champ['version'], 'run_id': run_id} for a in rec['alerts']]
@@ -387,7 +407,7 @@ def monitor_stage(ctx:StageContext # where the stage runs, with the parameters d
     current, last, batches, timeline, retrains, deliveries = first, None, [], [], [], []
     for i, b in enumerate(data['outputs']['batches']):
         df = pl.read_parquet(b['path'])
-        rec, _ = monitor_batch(b['name'], df, current['model'], current['reference'], current['holdout'], schema, p)
+        rec = monitor_batch(b['name'], df, current['model'], current['reference'], current['holdout'], schema, p)
         X, y = labelled(df, schema)
         never = performance(task, y, predict(first['model'], X), p['bootstrap'], min_rows=p['min_rows']) if len(y) else None
         alerts = [{**a, 'batch': b['name'], 'model': sim['mlflow']['model_name'], 'version': str(current['version']), 'run_id': ctx.run_id} for a in rec['alerts']]
