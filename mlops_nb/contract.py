@@ -20,7 +20,7 @@ except ModuleNotFoundError: import tomli as tomllib
 __all__ = ['TEXT_TYPES', 'ROLES', 'CONTRACT_HEADER', 'COLUMN_KEYS', 'EXPECTED_KEYS', 'DATASET_KEYS', 'BATCH_CHECKS', 'parse_as',
            'polars_type', 'type_name', 'DataContractError', 'infer_text_type', 'infer_column', 'infer_contract',
            'write_contract', 'check_contract', 'read_contract', 'column_checks', 'reason_text', 'departure_checks',
-           'plural', 'Validation', 'plan_validation', 'validate', 'validate_file']
+           'plural', 'Validation', 'plan_validation', 'judge_validation', 'validate', 'validate_file']
 
 # %% ../nbs/11_contract.ipynb #8d9c2984
 TEXT_TYPES = ('Boolean', 'Int64', 'Float64', 'Datetime', 'String')
@@ -301,7 +301,10 @@ def plan_validation(lf:pl.LazyFrame, # the batch as read
             'departures': departures}
 
 # %% ../nbs/11_contract.ipynb #d71de4a0
-def _verdict(plan, stats, contract, name, text, window, warn_only):
+def judge_validation(plan:dict, # from `plan_validation`, or an engine's plan of the same shape
+                     stats:dict, # its batch statistics, collected
+                     contract:dict, name:str, text:bool, window:tuple|None, warn_only:list, # as for `validate`
+                    )->Validation:
     "The `Validation` of a planned batch, given its collected statistics."
     if unknown := set(warn_only) - set(BATCH_CHECKS):
         raise DataContractError(f"unknown check(s) {sorted(unknown)} in warn_only; checks: {', '.join(BATCH_CHECKS)}")
@@ -335,7 +338,7 @@ def validate(lf:pl.LazyFrame|pl.DataFrame, # the batch as read
             )->Validation:
     "Check a batch against `contract`: accepted and quarantined rows, departures, and the batch-level verdict."
     plan = plan_validation(lf.lazy(), contract, text, window, carry)
-    return _verdict(plan, plan['stats'].collect().row(0, named=True), contract, name, text, window, warn_only)
+    return judge_validation(plan, plan['stats'].collect().row(0, named=True), contract, name, text, window, warn_only)
 
 # %% ../nbs/11_contract.ipynb #85abdfc7
 def validate_file(lf:pl.LazyFrame, # a scan of the batch
@@ -350,4 +353,4 @@ def validate_file(lf:pl.LazyFrame, # a scan of the batch
     if accepted_path: queries.append(plan['accepted'].sink_parquet(accepted_path, lazy=True))
     stats = pl.collect_all(queries, engine='streaming')[0]
     outputs = {'accepted': pl.scan_parquet(accepted_path) if accepted_path else plan['accepted'], 'quarantined': pl.scan_parquet(quarantine_path)}
-    return _verdict(plan | outputs, stats.row(0, named=True), contract, name, text, window, warn_only)
+    return judge_validation(plan | outputs, stats.row(0, named=True), contract, name, text, window, warn_only)

@@ -21,10 +21,10 @@ try: import tomllib
 except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
-__all__ = ['DEFAULT_CONFIG', 'STAGE_DEFAULTS', 'PARAM_TYPES', 'KEY_PACKAGES', 'KERNEL_NAME', 'KERNEL_SPEC', 'find_root',
-           'ConfigError', 'merge_config', 'default_model_name', 'load_config', 'new_run_id', 'file_digest',
-           'frame_digest', 'atomic_path', 'atomic_write', 'write_json', 'Param', 'parse_parameters', 'coerce',
-           'notebook_parameters', 'git_state', 'environment_info', 'secret_values', 'redact', 'find_secrets',
+__all__ = ['DEFAULT_CONFIG', 'STAGE_DEFAULTS', 'ENGINES', 'PARAM_TYPES', 'KEY_PACKAGES', 'KERNEL_NAME', 'KERNEL_SPEC',
+           'find_root', 'ConfigError', 'merge_config', 'default_model_name', 'load_config', 'engine_name', 'new_run_id',
+           'file_digest', 'frame_digest', 'atomic_path', 'atomic_write', 'write_json', 'Param', 'parse_parameters',
+           'coerce', 'notebook_parameters', 'git_state', 'environment_info', 'secret_values', 'redact', 'find_secrets',
            'notebooks_dir', 'stage_notebook', 'scratch_config', 'parse_overrides', 'resolve_params', 'StageContext',
            'stage_context', 'stage_function', 'run_stage_function', 'register_kernel']
 
@@ -33,6 +33,7 @@ DEFAULT_CONFIG = {
     'paths': {'notebooks': 'nbs', 'runs': 'runs', 'data': 'data', 'artifacts': 'mlartifacts', 'contracts': '.', 'predictions': 'predictions'},
     'mlflow': {'tracking_uri': 'sqlite:///mlflow.db', 'experiment': 'mlops-nb', 'model_name': ''},
     'secrets': ['MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_PASSWORD', 'MLOPS_NB_API_TOKEN', 'MLOPS_NB_ALERT_WEBHOOK'],
+    'engine': {'name': 'polars', 'spark': {'master': 'local[2]', 'remote': '', 'conf': {}}},
     'pipeline': {'stages': ['data', 'train', 'evaluate', 'register', 'deploy', 'monitor']},
     'stages': {
         'data':     {'notebook': '10_data.ipynb',     'function': 'mlops_nb.data:data_stage',         'needs': [], 'params': {}},
@@ -58,7 +59,7 @@ class ConfigError(ValueError): "A configuration file or value that mlops_nb cann
 def merge_config(base:dict, # the defaults
                  override:dict, # what the user wrote
                  where:str='', # dotted path of `base`, for error messages
-                 open_tables=('stages', 'params'), # tables whose keys are the user's to choose
+                 open_tables=('stages', 'params', 'conf'), # tables whose keys are the user's to choose
                 )->dict:
     "Merge `override` over `base`, refusing keys `base` does not know."
     out = deepcopy(base)
@@ -107,6 +108,17 @@ def load_config(root:Path|str|None=None, # project root; found with `find_root` 
     cfg['paths'] = {k: str((root/v).resolve()) for k, v in cfg['paths'].items()}
     cfg['root'], cfg['config_file'] = str(root), str(path)
     return cfg
+
+# %% ../nbs/00_core.ipynb #8523ef13
+ENGINES = ('polars', 'spark')
+
+def engine_name(cfg:dict, # project configuration
+                given:str|None=None, # the engine asked for on the command line, if any
+               )->str:
+    "The engine that reads, checks, scores and summarises batch files: `given`, else the configuration's `engine.name`."
+    name = given or cfg['engine']['name']
+    if name not in ENGINES: raise ConfigError(f"unknown engine '{name}'; use one of {', '.join(ENGINES)}")
+    return name
 
 # %% ../nbs/00_core.ipynb #6bea3102
 def new_run_id()->str:
