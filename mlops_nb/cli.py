@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .core import ConfigError, load_config, new_run_id, register_kernel
+from .core import ENGINES, ConfigError, load_config, new_run_id, register_kernel
 from .pipeline import RunLocked, StageFailed, earlier_runs, run_lock, run_pipeline
 from .report import diff_markdown, diff_table, quarantine_line, run_diff
 
@@ -73,7 +73,8 @@ def parser()->argparse.ArgumentParser:
     score = sub.add_parser('score', help='validate and score a CSV, Parquet or NDJSON file (or glob) with a model alias')
     score.add_argument('source', help='the file or glob, relative to the project')
     score.add_argument('--alias', default='champion', help='the alias whose model scores (default: champion)')
-    score.add_argument('--out', help='the predictions file (default: <source>.predictions.parquet in the project)')
+    score.add_argument('--out', help='the predictions file (default: <source>.predictions.parquet in the project; a folder with Spark)')
+    score.add_argument('--engine', choices=ENGINES, help='what reads, checks and scores the file (default: [engine] name in mlops.toml, else polars)')
     serve = sub.add_parser('serve', help='serve a model alias over HTTP; follows the alias when it moves')
     serve.add_argument('--alias', default='champion', help='the alias to serve (default: champion)')
     serve.add_argument('--host', default='127.0.0.1', help='address to bind (default: 127.0.0.1, this machine only)')
@@ -95,6 +96,7 @@ def parser()->argparse.ArgumentParser:
                          help='SOURCE holds labels: compare the champion and --second on the requests the service logged; exit 3 unless the second holds up')
     monitor.add_argument('--second', default='challenger', help='with --traffic: the alias served beside the champion (default: challenger)')
     monitor.add_argument('-p', '--param', action='append', default=[], metavar='[STAGE.]NAME=VALUE', help='set a monitor (or other stage) parameter; repeatable')
+    monitor.add_argument('--engine', choices=ENGINES, help='what reads, checks and summarises the batch (default: [engine] name in mlops.toml, else polars)')
     sub.add_parser('monitoring', help='the monitoring history: every monitored batch, its drift, performance, alerts and retraining')
     diff = sub.add_parser('diff', help='what changed between two runs: parameters, data, contract, verdicts, metrics with deltas, drift, quarantine')
     diff.add_argument('run_a', nargs='?', help='the earlier run: an id, or its unique start or end (default: the run before the newest)')
@@ -121,7 +123,7 @@ def deployment(args, cfg)->int:
     import os
     from mlops_nb import deploy
     if args.command == 'score':
-        result = deploy.score_file(cfg, args.source, args.alias, args.out)
+        result = deploy.score_file(cfg, args.source, args.alias, args.out, engine=args.engine)
         print(show(pl.DataFrame([result])))
     elif args.command == 'serve':
         from mlops_nb.serve import serve
@@ -159,8 +161,8 @@ def monitoring(args, cfg)->int:
         print(f"record: {Path(cfg['paths']['runs'])/t['run_id']}")
         return 0 if t['passed'] else 3
     with run_lock(Path(cfg['paths']['runs']), f'monitor-{new_run_id()}', wait=True):
-        r = monitor.monitor_file(cfg, args.source, args.labels, args.retrain, args.param)
-    print(f"{r['source']}: {r['accepted']} rows monitored, {r['quarantined']} quarantined, against {r['model']} v{r['version']} ({r['backend']} backend)")
+        r = monitor.monitor_file(cfg, args.source, args.labels, args.retrain, args.param, args.engine)
+    print(f"{r['source']}: {r['accepted']} rows monitored, {r['quarantined']} quarantined, against {r['model']} v{r['version']} ({r['engine']} engine, {r['backend']} backend)")
     if r.get('nothing_to_monitor'): print(r['nothing_to_monitor'])
     else: print(show(pl.DataFrame(r['drift']).select('column', 'test', 'p_adjusted', 'psi', 'unseen', 'null_rate_reference', 'null_rate_batch', 'drifted')))
     perf = r['performance'] or {}
@@ -271,6 +273,8 @@ def explain(e:Exception)->str|None:
     if isinstance(e, RequestException): return f"the tracking server{f' at {uri}' if uri else ''} cannot be reached: {type(e).__name__}"
     if isinstance(e, PermissionError): return f"cannot write {e.filename}: permission denied; run from a folder you can write to, or fix its permissions"
     if isinstance(e, (ConfigError, ValueError, LookupError, OSError, RunLocked)): return str(e)
+    if type(e).__name__ in ('AnalysisException', 'PySparkRuntimeError', 'SparkConnectGrpcException', 'Py4JNetworkError'):
+        return f"Spark: {str(e).strip().splitlines()[0][:300]}"  # the cluster, the files or the configuration; a bug in a task shows its traceback
     return None
 
 def main(argv:list[str]|None=None # arguments; `sys.argv[1:]` by default

@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from .contract import BATCH_CHECKS, DataContractError, plural, validate
-from .core import StageContext
+from .core import StageContext, engine_name, spark_engine
 from .data import FORMATS, DataSourceError, diagnose_csv, open_batch, reading, with_time
 from .register import DEPLOYMENT_EVENT, alias_version, deployments, deployments_path, record_event
 from .serve import NUMBER, PredictionLog, Server, load_served, make_app
@@ -42,8 +42,10 @@ def score_file(cfg:dict, # project configuration
                out:Path|str|None=None, # the predictions file; `<source stem>.predictions.parquet` beside the project by default
                chunk_rows:int=250_000, # rows scored at a time
                log:PredictionLog|None=None, # prediction log to append to; the project's by default
+               engine:str|None=None, # polars or spark; `[engine] name` in mlops.toml by default
               )->dict:
     "Validate and score a file; the accounting and where the outputs went."
+    if engine_name(cfg, engine) == 'spark': return spark_engine().score_spark(cfg, source, alias, out)
     served, how = load_served(cfg, alias), reading(cfg)
     contract = served.contract
     if contract is None: raise LookupError(f"{served.name} v{served.version} has no data contract, and the project has none: run `mlops-nb run` first")
@@ -88,7 +90,7 @@ def score_file(cfg:dict, # project configuration
     seconds = time.perf_counter() - started
     return {**counts, 'model': served.name, 'version': served.version, 'predictions': str(out), 'seconds': round(seconds, 2),
             'rows_per_second': round(counts['rows_in'] / seconds) if seconds else None,
-            'quarantine': str(quarantine_path) if counts['quarantined'] else None}
+            'quarantine': str(quarantine_path) if counts['quarantined'] else None, 'engine': 'polars'}
 
 # %% ../nbs/50_deploy.ipynb #9fa73901
 def smoke_test(url:str, example:list[dict], token:str|None=None, requests:int=200)->dict:

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from .alerts import check_alerts, send_alerts
 from .contract import DataContractError, parse_as
-from .core import StageContext, environment_info, git_state, new_run_id, resolve_params, write_json
+from .core import StageContext, engine_name, environment_info, git_state, new_run_id, resolve_params, spark_engine, write_json
 from .data import collect, open_batch, read_batch, reading
 from .drift import batch_summary, drift_table, multivariate_drift, row_sample
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys
@@ -27,9 +27,9 @@ from .train import labelled, predict, run_artifact, use_mlflow
 
 # %% auto #0
 __all__ = ['TRAFFIC_TAG', 'join_labels', 'bootstrap_auc', 'bootstrap_r2', 'performance', 'batch_evidence', 'judge_batch',
-           'monitor_batch', 'history_path', 'log_monitoring', 'monitoring_history', 'read_labels', 'monitor_file',
-           'logged_requests', 'traffic_comparison', 'monitor_traffic', 'promote_on_traffic', 'replay_config',
-           'weighted_mean', 'monitor_stage', 'plot_timeline']
+           'monitor_batch', 'history_path', 'log_monitoring', 'monitoring_history', 'read_labels', 'gather',
+           'monitor_file', 'logged_requests', 'traffic_comparison', 'monitor_traffic', 'promote_on_traffic',
+           'replay_config', 'weighted_mean', 'monitor_stage', 'plot_timeline']
 
 # %% ../nbs/65_monitor.ipynb #a4f0e387
 def join_labels(predictions:pl.DataFrame, # logged predictions: `id_column`, `prediction`, …
@@ -41,7 +41,7 @@ def join_labels(predictions:pl.DataFrame, # logged predictions: `id_column`, `pr
     if dupes := labels.filter(pl.col(id_column).is_duplicated())[id_column].unique().sort().head(5).to_list():
         raise ValueError(f"labels name some ids more than once, so the join is ambiguous: {dupes}")
     labels = labels.select(id_column, target)
-    joined = predictions.join(labels.filter(pl.col(target).is_not_null()), on=id_column, how='inner')
+    joined = predictions.join(labels.filter(pl.col(target).is_not_null()), on=id_column, how='inner', maintain_order='left')
     counts = {'predictions': predictions.height, 'labels': labels.height, 'joined': joined.height,
               'awaiting_label': predictions.join(labels.filter(pl.col(target).is_not_null()), on=id_column, how='anti').height,
               'label_without_prediction': labels.join(predictions, on=id_column, how='anti').height,
@@ -196,6 +196,19 @@ def read_labels(cfg:dict, source:str, schema:dict, like:pl.DataFrame)->pl.DataFr
                              if text and raw.schema[c] == pl.String else pl.col(c) for c in need)
     return typed.with_columns(pl.col(c).cast(like.schema[c], strict=False) for c in need)
 
+def gather(cfg:dict, # project configuration
+           source:str, # the batch: a CSV, Parquet or NDJSON file or glob, relative to the project
+           labels:str|None, # a file of arrived labels (id and target), if not in the batch itself
+           champ:dict, # the serving version's bundle, from `version_bundle`
+          )->tuple:
+    "A batch file read, checked and summarised by polars for `monitor_file`: its `Validation`, files, evidence, and its rows."
+    how, schema = reading(cfg), champ['schema']
+    v, files = read_batch(source, cfg['root'], champ['contract'], how['separator'], how['null_values'])
+    arrived = read_labels(cfg, labels, schema, v.accepted) if labels else None
+    evidence = batch_evidence(v.accepted, champ['model'], champ['reference'], schema, arrived)
+    batch = v.accepted if arrived is None else v.accepted.drop(schema['target']).join(arrived, on=schema['id'], how='left').select(v.accepted.columns)
+    return v, files, evidence, batch
+
 # %% ../nbs/65_monitor.ipynb #1fc9dfa5
 def _retraining(cfg, run_id, run_dir, champ, schema, contract, params, trigger, newest)->dict:
     "Retrain on the champion's training data and the labelled batches monitored since it was made, or say why not."
@@ -217,26 +230,26 @@ def monitor_file(cfg:dict, # project configuration
                  labels:str|None=None, # a file of arrived labels (id and target), if not in the batch itself
                  allow_retrain:bool=False, # let an alert retrain, through the gate
                  overrides:list[str]=(), # parameter overrides, NAME=VALUE (monitor stage) or STAGE.NAME=VALUE
+                 engine:str|None=None, # polars or spark: what reads, checks and summarises the batch; `[engine] name` by default
                 )->dict:
     "Monitor one batch file against the champion; the record, which also lands in the history."
     params = resolve_params(cfg, [o if '.' in o.split('=', 1)[0] else f'monitor.{o}' for o in overrides], ['monitor', 'evaluate', 'train'])
-    p, how = params['monitor'], reading(cfg)
+    p, engine = params['monitor'], engine_name(cfg, engine)
     champ = version_bundle(cfg, 'champion')
     schema, contract = champ['schema'], champ['contract']
     if contract is None: raise LookupError(f"{champ['name']} v{champ['version']} has no data contract, and the project has none: run `mlops-nb run` first")
-    v, files = read_batch(source, cfg['root'], contract, how['separator'], how['null_values'])
+    v, files, evidence, batch = (spark_engine().monitor_spark if engine == 'spark' else gather)(cfg, source, labels, champ)
     name = files[0].stem
-    arrived = read_labels(cfg, labels, schema, v.accepted) if labels else None
     run_id = new_run_id()
     ctx = StageContext('monitor', cfg, run_id, Path(cfg['paths']['runs'])/run_id, p, {})
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     held = {'rows': v.quarantined.height, 'of': v.rows_read, 'limit': contract['dataset'].get('max_quarantined_share', 0.01), 'reasons': v.reasons}
-    rec = monitor_batch(name, v.accepted, champ['model'], champ['reference'], champ['holdout'], schema, p, arrived, held)
-    batch = v.accepted if arrived is None else v.accepted.drop(schema['target']).join(arrived, on=schema['id'], how='left').select(v.accepted.columns)
+    rec = judge_batch(name, evidence, champ['reference'], champ['holdout'], schema, p, held)
     quarantine = ctx.snapshot(v.quarantined) if v.quarantined.height else None
     alerts = [{**a, 'batch': name, 'model': champ['name'], 'version': champ['version'], 'run_id': run_id} for a in rec['alerts']]
-    record = {**rec, 'alerts': alerts, 'source': source, 'accepted': v.accepted.height, 'quarantined': v.quarantined.height, 'quarantine': quarantine,
-              'departures': v.departures, 'model': champ['name'], 'version': champ['version'], 'backend': p['backend']}
+    record = {**rec, 'alerts': alerts, 'source': source, 'accepted': v.rows_read - v.quarantined.height, 'quarantined': v.quarantined.height,
+              'quarantine': quarantine, 'departures': v.departures, 'model': champ['name'], 'version': champ['version'], 'backend': p['backend'],
+              'engine': engine}
     ctx.save_record(record)
     write_json(ctx.run_dir/'manifest.json', {'run_id': run_id, 'kind': 'monitor', 'command': f'mlops-nb monitor {source}', 'status': 'ok',
                                              'git': git_state(cfg['root']), 'environment': environment_info(), 'record': str(ctx.record_path('monitor'))})
