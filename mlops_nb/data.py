@@ -518,12 +518,15 @@ def propose_config(source:str, # the data file or glob, relative to `root`
     parts = [] if dates else _parts([c for c in df.columns if c not in ids])
     decimal = [c for c in numeric if c not in (*ids, *parts) and _decimal_year(typed[c])]
     usable = [c for c in df.columns if c not in (*ids, *dates, *parts, *decimal)]
-    named = sorted((c for c in usable if c.lower() in _TARGET_NAMES), key=lambda c: _TARGET_NAMES.index(c.lower()))
     binary = [c for c in usable if typed[c].drop_nulls().n_unique() == 2]
-    target = named[0] if named else usable[-1]
-    why['target'] = ('it is named like a target' if named else 'it is the last column') + \
-                    f"; other candidates: {', '.join(dict.fromkeys(c for c in (named + binary) if c != target)) or 'none'}"
-    task = 'classification' if typed[target].drop_nulls().n_unique() == 2 else 'regression'
+    fits = [c for c in usable if c in binary or typed[c].dtype.is_numeric()]  # a number to regress, or two classes to tell apart
+    named = sorted((c for c in fits if c.lower() in _TARGET_NAMES), key=lambda c: _TARGET_NAMES.index(c.lower()))
+    target = named[0] if named else (fits or usable)[-1]
+    classes = [f"{c} has {typed[c].drop_nulls().n_unique()} classes (the classifier is binary)" for c in usable if c not in fits]
+    why['target'] = ('it is named like a target' if named else 'it is the last column that is a number or has two values' if fits else
+                     'it is the last column') + f"; other candidates: {', '.join(dict.fromkeys(c for c in (named + binary) if c != target)) or 'none'}" + \
+                    ''.join(f'; {c}' for c in classes)
+    task = 'classification' if typed[target].drop_nulls().n_unique() == 2 or not typed[target].dtype.is_numeric() else 'regression'
     why['task'] = f"{target} has {typed[target].drop_nulls().n_unique()} distinct values"
     if decimal and not dates and not parts: parts = decimal[:1]
     time = dates[0] if dates else ('period' if parts else '')

@@ -23,7 +23,6 @@ from .core import ConfigError
 from .data import FORMATS, NULL_VALUES, DataSourceError, diagnose_csv, reading, source_files, time_from_parts, unnamed
 from .drift import grid, grid_counts, monitored, sample_key
 from .serve import NUMBER, load_served
-from .train import predict
 
 # %% auto #0
 __all__ = ['SPARK_DEFAULTS', 'SPARK_TYPES', 'POLARS_TYPES', 'local_cores', 'spark_session', 'spark_for', 'csv_header', 'col',
@@ -288,7 +287,7 @@ def score_frame(accepted:DataFrame, # accepted rows holding the model's inputs a
     def answer(frames):
         with threadpool_limits(1):
             for X in frames:
-                p = predict(model, X[names])
+                p = model.predict_proba(X[names])[:, 1] if classifier else model.predict(X[names])  # `predict`, without importing MLflow
                 out = X[names].assign(id=X['_id'].astype(object), prediction=(p >= 0.5) if classifier else p)
                 yield out.assign(probability=p) if classifier else out
     inputs = [T.StructField(f, T.DoubleType() if t in NUMBER else T.StringType()) for f, (t, _) in fields.items()]
