@@ -147,7 +147,7 @@ def scan_source(files:list[Path], # from `source_files`
     if fmt == 'csv' and len(names) == 1 and any(sep in names[0] for sep in ';\t|,' if sep != separator):
         raise DataSourceError(f"{files[0].name} has a single column '{names[0]}': is the separator something other than '{separator}'?")
     lf = lf.rename(renames)
-    if 'source_row' in names: return lf, text
+    if 'source_row' in names: return lf.with_columns(pl.col('source_row').cast(pl.Int64)), text  # a file this project wrote keeps its numbers
     return lf.with_row_index('source_row').with_columns(pl.col('source_row').cast(pl.Int64)), text
 
 # %% ../nbs/10_data.ipynb #c66213a3

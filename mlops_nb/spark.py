@@ -117,7 +117,8 @@ def read_files(spark:SparkSession, # the session
     frames = [_read_one(spark, f, fmt, separator, null_values) for f in files]
     if len({tuple(f.columns) for f in frames}) > 1: raise DataSourceError(f"the files of {files[0].name}… do not have the same columns")
     sdf = reduce(DataFrame.union, frames)
-    return (sdf if 'source_row' in sdf.columns else number_rows(sdf)), fmt != 'parquet'
+    numbered = sdf.withColumn('source_row', F.col('source_row').cast('long')) if 'source_row' in sdf.columns else number_rows(sdf)
+    return numbered, fmt != 'parquet'
 
 # %% ../nbs/56_spark.ipynb #5096b066
 SPARK_TYPES = {'Boolean': 'boolean', 'String': 'string', 'Int8': 'tinyint', 'Int16': 'smallint', 'Int32': 'int', 'Int64': 'bigint',
@@ -212,7 +213,7 @@ def plan_spark_validation(sdf:DataFrame, # the batch as read, with `source_row`
                           contract:dict, # the contract
                           carry:list=('source_row',), # columns passed through unchecked
                          )->dict:
-    "The checked rows (to persist), the accepted and quarantined rows, the batch statistics' aggregation and the departures."
+    "The checked rows, the accepted and quarantined rows derived from them, the batch statistics' aggregation and the departures."
     schema = {f.name: polars_dtype(f.dataType) for f in sdf.schema.fields if f.name not in carry and f.name != '_malformed'}
     checks = {c: spark_checks(c, s, schema[c]) for c, s in contract['columns'].items() if c in schema}
     row_checks = [chk for _, cs in checks.values() for chk in cs]
@@ -223,7 +224,7 @@ def plan_spark_validation(sdf:DataFrame, # the batch as read, with `source_row`
     bad = reduce(lambda a, b: a | b, [F.col(f'_failed{i}') for i in range(len(row_checks))], F.lit(False))
     checked = checked.withColumn('_bad', bad)
     aggs = [F.count(F.lit(1)).alias('rows'), F.sum(F.col('_bad').cast('long')).alias('quarantined'),
-            F.count('_malformed').alias('malformed')]
+            F.count('_malformed').alias('malformed'), F.min(F.when(F.col('_malformed').isNotNull(), F.struct('source_row', '_malformed'))).alias('first_malformed')]
     aggs += [F.sum(F.col(f'_failed{i}').cast('long')).alias(f'check__{label}') for i, (_, label, _) in enumerate(row_checks)]
     departures = []
     for c in checks:
@@ -245,14 +246,26 @@ def plan_spark_validation(sdf:DataFrame, # the batch as read, with `source_row`
             'typed': typed}
 
 def _examples(checked:DataFrame, plan:dict, counts:dict)->dict:
-    "The first three distinct values of each departure that has rows, in row order, written as polars writes them."
-    out = {}
-    for i, (c, _, cond) in enumerate(plan['departures']):
-        if not counts.get(f'departs__{i}'): out[f'examples__{i}'] = []; continue
+    "The first three distinct values of each departure that has rows, in row order, written as polars writes them: one job for all."
+    out = {f'examples__{i}': [] for i in range(len(plan['departures']))}
+    wanted = [(i, c, cond) for i, (c, _, cond) in enumerate(plan['departures']) if counts.get(f'departs__{i}')]
+    if not wanted: return out
+    types = {c: polars_dtype(checked.schema[plan['typed'][c]].dataType) for _, c, _ in wanted}
+    kinds = {c: 'number' if t.is_numeric() else 'other' if t.is_temporal() else 'text' for c, t in types.items()}
+    def value(c):
         t = F.col(plan['typed'][c])
-        first = (checked.where(F.coalesce(cond, F.lit(False)) & ~F.col('_bad')).groupBy(t.alias('v')).agg(F.min('source_row').alias('r'))
-                 .orderBy('r').limit(3).toArrow())
-        out[f'examples__{i}'] = pl.from_arrow(first)['v'].cast(pl.String).to_list()
+        return F.struct(*[(t.cast('string') if k == 'text' else t.cast('double') if k == 'number' else t.cast('timestamp_ntz')).alias(k)
+                          if k == kinds[c] else F.lit(None).cast({'text': 'string', 'number': 'double', 'other': 'timestamp_ntz'}[k]).alias(k)
+                          for k in ('text', 'number', 'other')])
+    pairs = F.array(*[F.when(F.coalesce(cond, F.lit(False)) & ~F.col('_bad'), F.struct(F.lit(i).alias('i'), value(c).alias('v')))
+                      for i, c, cond in wanted])
+    departing = checked.select('source_row', F.explode(pairs).alias('d')).where(F.col('d').isNotNull())
+    first = departing.groupBy('d.i', 'd.v').agg(F.min('source_row').alias('r'))
+    top = first.withColumn('k', F.row_number().over(Window.partitionBy('i').orderBy('r'))).where('k <= 3').orderBy('i', 'r')
+    found = pl.from_arrow(top.select('i', 'v.text', 'v.number', 'v.other').toArrow())
+    for i, c, _ in wanted:
+        rows = found.filter(pl.col('i') == i)
+        out[f'examples__{i}'] = (rows['text'] if kinds[c] == 'text' else rows[kinds[c]].cast(types[c])).cast(pl.String).to_list()
     return out
 
 def validate_spark(sdf:DataFrame, # the batch as read, with `source_row`
@@ -261,20 +274,18 @@ def validate_spark(sdf:DataFrame, # the batch as read, with `source_row`
                    text:bool=False, # whether columns hold text to parse (CSV, NDJSON)
                    warn_only:list=(), # batch checks that only warn
                    carry:list=('source_row',), # columns passed through unchecked
-                  )->tuple:
-    "Check a batch against `contract` on Spark: its `Validation` (accepted and quarantined rows as Spark frames) and the persisted checked rows."
+                  )->Validation:
+    "Check a batch against `contract` on Spark: its `Validation`, the accepted and quarantined rows as Spark frames."
     plan = plan_spark_validation(sdf, contract, list(carry))
-    checked = plan['checked'].persist()
+    checked = plan['checked']
     stats = checked.agg(*plan['aggs']).collect()[0].asDict()
+    row = stats.pop('first_malformed')
     if bad := stats.pop('malformed'):
-        row = checked.where(F.col('_malformed').isNotNull()).orderBy('source_row').select('source_row', '_malformed').first()
-        fields = next(csv.reader([row['_malformed']]), [])
-        checked.unpersist()
-        raise DataSourceError(f"{name}: {plural(bad, 'line')} whose fields do not match the header, e.g. row {row['source_row']}: "
-                              f"{len(fields)} fields, but the header has {len(plan['schema'])}")
+        raise DataSourceError(f"{name}: {plural(bad, 'line')} whose fields do not match the header's {len(plan['schema'])}, "
+                              f"e.g. row {row['source_row']}: '{row['_malformed'][:120]}'")
     stats = {k: (0 if v is None else v) for k, v in stats.items()} | _examples(checked, plan, stats)
     spark_plan = plan | {'departures': [(c, words) for c, words, _ in plan['departures']]}
-    return judge_validation(spark_plan, stats, contract, name, text, None, list(warn_only)), checked
+    return judge_validation(spark_plan, stats, contract, name, text, None, list(warn_only))
 
 # %% ../nbs/56_spark.ipynb #02d8a9cd
 def score_frame(accepted:DataFrame, # accepted rows holding the model's inputs and `id_column`
@@ -333,7 +344,7 @@ def score_spark(cfg:dict, # project configuration
         sdf = with_time(sdf, contract)
         if missing := [f for f in served.fields if f not in sdf.columns]:
             raise DataContractError(f"{files[0].name} lacks model input(s) {missing}, so nothing can be scored")
-        v, checked = validate_spark(sdf, contract, files[0].name, text, BATCH_CHECKS)
+        v = validate_spark(sdf, contract, files[0].name, text, BATCH_CHECKS)
         _replace(quarantine_path)
         if v.quarantined_rows: v.quarantined.write.parquet(str(quarantine_path))
         scored = score_frame(v.accepted, served.model, served.fields, id_col).persist()
@@ -345,7 +356,7 @@ def score_spark(cfg:dict, # project configuration
         scored.select(*map(col, served.fields), *answers, *stamp, F.lit(now).alias('logged_at'), F.lit('batch').alias('source'),
                       F.lit(None).cast('string').alias('request_id')).write.mode('append').parquet(cfg['paths']['predictions'])
         counts = {'rows_in': v.rows_read, 'scored': scored.count(), 'quarantined': v.quarantined_rows}
-        scored.unpersist(); checked.unpersist()
+        scored.unpersist()
     if counts['rows_in'] != counts['scored'] + counts['quarantined']: raise RuntimeError(f'rows lost while scoring: {counts}')
     if counts['rows_in'] == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
     limit = contract['dataset'].get('max_quarantined_share', 0.01)
@@ -462,8 +473,9 @@ def monitor_spark(cfg:dict, # project configuration
     files = source_files(source, cfg['root'])
     with spark_for(cfg) as spark:
         sdf, text = read_files(spark, files, how['separator'], how['null_values'])
-        v, checked = validate_spark(with_time(sdf, contract), contract, files[0].name, text, BATCH_CHECKS)
-        if v.rows_read == 0: checked.unpersist(); raise DataSourceError(f"{files[0].name} has a header but no rows")
+        v = validate_spark(with_time(sdf, contract), contract, files[0].name, text, BATCH_CHECKS)
+        if v.rows_read == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
+        v.accepted = v.accepted.persist()  # read by the scoring, the labels' join and, for a labelled batch, the rows kept
         arrived = spark_labels(spark, cfg, labels, schema, v.accepted) if labels else None
         evidence = spark_evidence(v.accepted, champ['model'], champ['reference'], schema, arrived)
         batch = None
@@ -471,6 +483,5 @@ def monitor_spark(cfg:dict, # project configuration
             rows = v.accepted if arrived is None else v.accepted.drop(schema['target']).join(arrived, on=schema['id'], how='left').select(v.accepted.columns)
             batch = pl.from_arrow(rows.orderBy('source_row').toArrow())
         v.quarantined = pl.from_arrow(v.quarantined.toArrow()).sort('_row').with_columns(pl.col('_row').cast(pl.UInt32))
-        v.accepted = None
-        checked.unpersist()
+        v.accepted.unpersist()
     return v, files, evidence, batch
