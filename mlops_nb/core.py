@@ -33,7 +33,7 @@ __all__ = ['DEFAULT_CONFIG', 'STAGE_DEFAULTS', 'ENGINES', 'PARAM_TYPES', 'KEY_PA
 DEFAULT_CONFIG = {
     'paths': {'notebooks': 'nbs', 'runs': 'runs', 'data': 'data', 'artifacts': 'mlartifacts', 'contracts': '.', 'predictions': 'predictions'},
     'mlflow': {'tracking_uri': 'sqlite:///mlflow.db', 'experiment': 'mlops-nb', 'model_name': ''},
-    'secrets': ['MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_PASSWORD', 'MLOPS_NB_API_TOKEN', 'MLOPS_NB_ALERT_WEBHOOK'],
+    'secrets': ['MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_PASSWORD', 'MLOPS_NB_API_TOKEN', 'MLOPS_NB_ALERT_WEBHOOK', 'SPARK_REMOTE'],
     'engine': {'name': 'polars', 'spark': {'master': 'local[2]', 'remote': '', 'conf': {}}},
     'pipeline': {'stages': ['data', 'train', 'evaluate', 'register', 'deploy', 'monitor']},
     'stages': {

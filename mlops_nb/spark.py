@@ -43,8 +43,8 @@ def spark_session(cfg:dict # project configuration; `[engine.spark]` names the c
                  )->SparkSession:
     "The Spark session `[engine.spark]` names: a Spark Connect `remote`, else a `master` (`local[2]` by default)."
     s = cfg['engine']['spark']
-    builder = SparkSession.builder.appName(f"mlops-nb {cfg['mlflow']['model_name']}")
-    if s['remote']: builder = builder.remote(s['remote'])
+    builder, remote = SparkSession.builder.appName(f"mlops-nb {cfg['mlflow']['model_name']}"), s['remote'] or os.environ.get('SPARK_REMOTE', '')
+    if remote: builder = builder.remote(remote)
     else:
         builder = builder.master(s['master'])
         if s['master'].startswith('local'):
@@ -54,7 +54,7 @@ def spark_session(cfg:dict # project configuration; `[engine.spark]` names the c
             builder = builder.config('spark.sql.shuffle.partitions', str(2 * local_cores(s['master'])))
     for k, v in {**SPARK_DEFAULTS, **s['conf']}.items(): builder = builder.config(k, str(v))
     spark = builder.getOrCreate()
-    if not s['remote']: spark.sparkContext.setLogLevel('ERROR')
+    if not remote: spark.sparkContext.setLogLevel('ERROR')
     return spark
 
 @contextmanager
