@@ -44,14 +44,13 @@ def spark_session(cfg:dict # project configuration; `[engine.spark]` names the c
     "The Spark session `[engine.spark]` names: a Spark Connect `remote`, else a `master` (`local[2]` by default)."
     s = cfg['engine']['spark']
     builder, remote = SparkSession.builder.appName(f"mlops-nb {cfg['mlflow']['model_name']}"), s['remote'] or os.environ.get('SPARK_REMOTE', '')
-    if remote: builder = builder.remote(remote)
-    else:
-        builder = builder.master(s['master'])
-        if s['master'].startswith('local'):
-            if not (os.environ.get('JAVA_HOME') or shutil.which('java')):
-                raise ConfigError("the Spark engine needs Java 17 or newer on this machine (Debian: apt-get install openjdk-17-jre-headless)")
-            os.environ.setdefault('PYSPARK_PYTHON', sys.executable)
-            builder = builder.config('spark.sql.shuffle.partitions', str(2 * local_cores(s['master'])))
+    here = remote or s['master']  # `local…` runs Spark (or, as a remote, a Spark Connect server) inside this machine
+    builder = builder.remote(remote) if remote else builder.master(s['master'])
+    if here.startswith('local'):
+        if not (os.environ.get('JAVA_HOME') or shutil.which('java')):
+            raise ConfigError("the Spark engine needs Java 17 or newer on this machine (Debian: apt-get install openjdk-17-jre-headless)")
+        os.environ.setdefault('PYSPARK_PYTHON', sys.executable)
+        builder = builder.config('spark.sql.shuffle.partitions', str(2 * local_cores(here)))
     for k, v in {**SPARK_DEFAULTS, **s['conf']}.items(): builder = builder.config(k, str(v))
     spark = builder.getOrCreate()
     if not remote: spark.sparkContext.setLogLevel('ERROR')
