@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession, Window, functions as F, types as T
 from threadpoolctl import threadpool_limits
 
-from .contract import BATCH_CHECKS, DataContractError, judge_validation, parse_as, plural, type_name
+from .contract import BATCH_CHECKS, DataContractError, Validation, judge_validation, parse_as, plural, type_name
 from .core import ConfigError
 from .data import FORMATS, NULL_VALUES, DataSourceError, diagnose_csv, reading, source_files, time_from_parts, unnamed
 from .drift import grid, grid_counts, monitored, sample_key
@@ -281,7 +281,8 @@ def validate_spark(sdf:DataFrame, # the batch as read, with `source_row`
     row = stats.pop('first_malformed')
     if bad := stats.pop('malformed'):
         raise DataSourceError(f"{name}: {plural(bad, 'line')} whose fields do not match the header's {len(plan['schema'])}, "
-                              f"e.g. row {row['source_row']}: '{row['_malformed'][:120]}'")
+                              f"e.g. row {row['source_row']}: '{row['_malformed'][:120]}' (Spark reads a CSV file line by line, so a quoted "
+                              "field that holds a line break breaks its row too)")
     stats = {k: (0 if v is None else v) for k, v in stats.items()} | _examples(checked, plan, stats)
     spark_plan = plan | {'departures': [(c, words) for c, words, _ in plan['departures']]}
     return judge_validation(spark_plan, stats, contract, name, text, None, list(warn_only))

@@ -96,6 +96,16 @@ def test_monitoring_on_spark_gives_the_same_drift_p_values_performance_and_alert
     assert on_spark['departures'] == on_polars['departures'] and any(d['column'] == 'weather' for d in on_spark['departures'])
     assert on_spark['quarantine']['digest'] == on_polars['quarantine']['digest'] and on_spark['quarantined'] == 3
 
+def test_labels_that_arrive_in_their_own_file_join_on_spark_as_on_polars(project):
+    root, cfg = project
+    batch = later_year(root, broken=0).with_row_index('source_row')
+    batch.drop('temp_max').write_csv(root/'2015-unlabelled.csv')
+    batch.select('source_row', 'temp_max').filter(pl.col('source_row') % 4 != 0).write_csv(root/'2015-labels.csv')
+    on_polars, on_spark = (monitor_file(cfg, '2015-unlabelled.csv', '2015-labels.csv', engine=e) for e in ('polars', 'spark'))
+    assert on_spark['labels'] == on_polars['labels'] == {'predictions': 365, 'labels': 273, 'joined': 273, 'awaiting_label': 92,
+                                                         'label_without_prediction': 0, 'label_null': 0}
+    assert on_spark['performance'] == on_polars['performance'] and on_spark['performance']['rows'] == 273
+
 def test_a_batch_that_quarantines_too_much_fails_on_spark_as_on_polars_and_keeps_both_outputs(project):
     root, cfg = project
     later_year(root, broken=12).write_csv(root/'2015-worse.csv')
