@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_deploy.ipynb #b6da5af8
 from __future__ import annotations
-import json, os, time
+import json, os, shutil, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from .contract import BATCH_CHECKS, DataContractError, plural, validate
 from .core import StageContext, engine_name, spark_engine
-from .data import FORMATS, DataSourceError, diagnose_csv, open_batch, reading, with_time
+from .data import FORMATS, DataSourceError, diagnose_csv, reading, scan_source, source_files, with_time
 from .register import DEPLOYMENT_EVENT, alias_version, deployments, deployments_path, record_event
 from .serve import NUMBER, PredictionLog, Server, load_served, make_app
 from .train import predict, use_mlflow
@@ -36,27 +36,19 @@ def _chunks(lf:pl.LazyFrame, rows:int, files:list[Path], separator:str):
         csvs = [f for f in files if FORMATS.get(f.suffix.lower()) == 'csv']
         raise DataSourceError(diagnose_csv(csvs[0], separator) if csvs else f"{files[0].name}: {str(e).splitlines()[0]}") from None
 
-def score_file(cfg:dict, # project configuration
-               source:str, # a CSV, Parquet or NDJSON file or glob, relative to the project
-               alias:str='champion', # the alias whose model scores
-               out:Path|str|None=None, # the predictions file; `<source stem>.predictions.parquet` beside the project by default
-               chunk_rows:int=250_000, # rows scored at a time
-               log:PredictionLog|None=None, # prediction log to append to; the project's by default
-               engine:str|None=None, # polars or spark; `[engine] name` in mlops.toml by default
-              )->dict:
-    "Validate and score a file; the accounting and where the outputs went."
-    if engine_name(cfg, engine) == 'spark': return spark_engine().score_spark(cfg, source, alias, out)
-    served, how = load_served(cfg, alias), reading(cfg)
-    contract = served.contract
-    if contract is None: raise LookupError(f"{served.name} v{served.version} has no data contract, and the project has none: run `mlops-nb run` first")
-    lf, text, files = open_batch(source, cfg['root'], how['separator'], how['null_values'])
+def _remove(path:Path):
+    "Remove an earlier output at `path`, a file or (written by Spark) a folder, so no stale one is left beside the new ones."
+    if path.is_dir(): shutil.rmtree(path)
+    elif path.exists(): path.unlink()
+
+def _score_chunks(cfg:dict, served, files:list[Path], out:Path, quarantine_path:Path, id_col:str, chunk_rows:int, log:PredictionLog|None)->tuple:
+    "Score `files` with polars, chunk by chunk; the counts and the quarantine's reasons."
+    how, contract = reading(cfg), served.contract
+    lf, text = scan_source(files, how['separator'], how['null_values'])
     lf = with_time(lf, contract)
     if missing := [f for f in served.fields if f not in lf.collect_schema()]:
         raise DataContractError(f"{files[0].name} lacks model input(s) {missing}, so nothing can be scored")
-    out = Path(out or Path(cfg['root'])/f'{files[0].stem}.predictions.parquet')
-    quarantine_path = out.with_name(out.name.replace('.parquet', '') + '.quarantine.parquet')
-    id_col = contract['dataset'].get('id_column') or 'source_row'
-    own_log, writers, counts, started, reasons = log is None, {}, {'rows_in': 0, 'scored': 0, 'quarantined': 0}, time.perf_counter(), {}
+    own_log, writers, counts, reasons = log is None, {}, {'rows_in': 0, 'scored': 0, 'quarantined': 0}, {}
     log = log or PredictionLog(cfg['paths']['predictions'])
     try:
         for chunk in _chunks(lf, chunk_rows, files, how['separator']):
@@ -79,9 +71,30 @@ def score_file(cfg:dict, # project configuration
     finally:
         for w in writers.values(): w.close()
         if own_log: log.close()
+    return counts, reasons
+
+def score_file(cfg:dict, # project configuration
+               source:str, # a CSV, Parquet or NDJSON file or glob, relative to the project
+               alias:str='champion', # the alias whose model scores
+               out:Path|str|None=None, # the predictions file; `<source stem>.predictions.parquet` beside the project by default
+               chunk_rows:int=250_000, # rows scored at a time
+               log:PredictionLog|None=None, # prediction log to append to; the project's by default
+               engine:str|None=None, # polars or spark; `[engine] name` in mlops.toml by default
+              )->dict:
+    "Validate and score a file; the accounting and where the outputs went."
+    served, engine = load_served(cfg, alias), engine_name(cfg, engine)
+    if served.contract is None:
+        raise LookupError(f"{served.name} v{served.version} has no data contract, and the project has none: run `mlops-nb run` first")
+    files = source_files(source, cfg['root'])
+    out = Path(out or Path(cfg['root'])/f'{files[0].stem}.predictions.parquet')
+    quarantine_path = out.with_name(out.name.replace('.parquet', '') + '.quarantine.parquet')
+    id_col, started = served.contract['dataset'].get('id_column') or 'source_row', time.perf_counter()
+    for earlier in (out, quarantine_path): _remove(earlier)
+    if engine == 'spark': counts, reasons = spark_engine().score_spark(cfg, served, files, out, quarantine_path, id_col)
+    else: counts, reasons = _score_chunks(cfg, served, files, out, quarantine_path, id_col, chunk_rows, log)
     if counts['rows_in'] != counts['scored'] + counts['quarantined']: raise RuntimeError(f'rows lost while scoring: {counts}')
     if counts['rows_in'] == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
-    limit = contract['dataset'].get('max_quarantined_share', 0.01)
+    limit = served.contract['dataset'].get('max_quarantined_share', 0.01)
     if counts['quarantined'] > limit * counts['rows_in']:
         top = '; '.join(f"{r} ({plural(n, 'row')})" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
         raise DataContractError(f"{counts['quarantined']} of {counts['rows_in']} rows ({counts['quarantined'] / counts['rows_in']:.1%}) of {files[0].name} "
@@ -90,7 +103,7 @@ def score_file(cfg:dict, # project configuration
     seconds = time.perf_counter() - started
     return {**counts, 'model': served.name, 'version': served.version, 'predictions': str(out), 'seconds': round(seconds, 2),
             'rows_per_second': round(counts['rows_in'] / seconds) if seconds else None,
-            'quarantine': str(quarantine_path) if counts['quarantined'] else None, 'engine': 'polars'}
+            'quarantine': str(quarantine_path) if counts['quarantined'] else None, 'engine': engine}
 
 # %% ../nbs/50_deploy.ipynb #9fa73901
 def smoke_test(url:str, example:list[dict], token:str|None=None, requests:int=200)->dict:

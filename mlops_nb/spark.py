@@ -4,7 +4,7 @@
 
 # %% ../nbs/56_spark.ipynb #344bc82b
 from __future__ import annotations
-import csv, json, os, shutil, sys, time
+import csv, json, os, shutil, sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import reduce
@@ -15,14 +15,14 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession, Window, functions as F, types as T
+from pyspark.sql import Column, DataFrame, SparkSession, Window, functions as F, types as T
 from threadpoolctl import threadpool_limits
 
 from .contract import BATCH_CHECKS, DataContractError, Validation, judge_validation, parse_as, plural, type_name
 from .core import ConfigError
 from .data import FORMATS, NULL_VALUES, DataSourceError, diagnose_csv, reading, source_files, time_from_parts, unnamed
 from .drift import grid, grid_counts, monitored, sample_key
-from .serve import NUMBER, load_served
+from .serve import NUMBER
 
 # %% auto #0
 __all__ = ['SPARK_DEFAULTS', 'SPARK_TYPES', 'POLARS_TYPES', 'local_cores', 'spark_session', 'spark_for', 'csv_header', 'col',
@@ -78,7 +78,7 @@ def csv_header(path:Path, # a local CSV file
         raise DataSourceError(f"{path.name} has a single column '{names[0]}': is the separator something other than '{separator}'?")
     return [n or unnamed(i) for i, n in enumerate(names, 1)]
 
-def col(name:str)->'Column':
+def col(name:str)->Column:
     "The column called `name`, whatever characters the name holds."
     return F.col('`' + name.replace('`', '``') + '`')
 
@@ -178,7 +178,7 @@ def shown(c, # a column
 def spark_checks(name:str, # column name
                  spec:dict, # its contract
                  source_type:pl.DataType, # the column's type as read, from `polars_dtype`
-                )->tuple['Column', list[tuple]]:
+                )->tuple[Column, list[tuple]]:
     "The column typed by the contract, and its validity checks as `(failing condition, label, reason parts)`: `column_checks` for Spark."
     raw = col(name)
     if spec.get('ignored'): return shown(raw, source_type), []
@@ -320,55 +320,32 @@ def with_time(sdf:DataFrame, # a batch as read
     build = polars_column(lambda *cs: time_from_parts([f'c{i}' for i in range(len(cs))]), 'timestamp_ntz')
     return sdf.withColumn(ds['time_column'], build(*map(col, parts)))
 
-def _replace(path:Path):
-    "Remove an earlier output at `path`, a file or a folder, so a new one can take its place."
-    if path.is_dir(): shutil.rmtree(path)
-    elif path.exists(): path.unlink()
-
 def score_spark(cfg:dict, # project configuration
-                source:str, # a CSV, Parquet or NDJSON file or glob, relative to the project
-                alias:str='champion', # the alias whose model scores
-                out:Path|str|None=None, # the predictions folder; `<source stem>.predictions.parquet` beside the project by default
-               )->dict:
-    "Validate and score a file on Spark; the accounting and where the outputs went, as `score_file` gives them."
-    served, how = load_served(cfg, alias), reading(cfg)
-    contract = served.contract
-    if contract is None: raise LookupError(f"{served.name} v{served.version} has no data contract, and the project has none: run `mlops-nb run` first")
-    files = source_files(source, cfg['root'])
-    out = Path(out or Path(cfg['root'])/f'{files[0].stem}.predictions.parquet')
-    quarantine_path = out.with_name(out.name.replace('.parquet', '') + '.quarantine.parquet')
-    id_col = contract['dataset'].get('id_column') or 'source_row'
-    started = time.perf_counter()
+                served, # the version that scores, from `load_served`
+                files:list[Path], # the batch's files, from `source_files`
+                out:Path, # the predictions folder
+                quarantine_path:Path, # the quarantine folder
+                id_col:str, # the column that identifies a row
+               )->tuple[dict, dict]:
+    "Validate and score `files` on Spark, writing the predictions, the quarantine and the log rows; the counts and the quarantine's reasons."
+    how, contract = reading(cfg), served.contract
     with spark_for(cfg) as spark:
         sdf, text = read_files(spark, files, how['separator'], how['null_values'])
         sdf = with_time(sdf, contract)
         if missing := [f for f in served.fields if f not in sdf.columns]:
             raise DataContractError(f"{files[0].name} lacks model input(s) {missing}, so nothing can be scored")
         v = validate_spark(sdf, contract, files[0].name, text, BATCH_CHECKS)
-        _replace(quarantine_path)
         if v.quarantined_rows: v.quarantined.write.parquet(str(quarantine_path))
         scored = score_frame(v.accepted, served.model, served.fields, id_col).persist()
         now = datetime.now(timezone.utc).isoformat(timespec='milliseconds')
         answers = ['id', 'prediction'] + (['probability'] if 'probability' in scored.columns else [])
         stamp = [F.lit(served.name).alias('model'), F.lit(served.version).alias('version')]
-        _replace(out)
         scored.select(*answers, *stamp, F.lit(now).alias('scored_at')).write.parquet(str(out))
         scored.select(*map(col, served.fields), *answers, *stamp, F.lit(now).alias('logged_at'), F.lit('batch').alias('source'),
                       F.lit(None).cast('string').alias('request_id')).write.mode('append').parquet(cfg['paths']['predictions'])
         counts = {'rows_in': v.rows_read, 'scored': scored.count(), 'quarantined': v.quarantined_rows}
         scored.unpersist()
-    if counts['rows_in'] != counts['scored'] + counts['quarantined']: raise RuntimeError(f'rows lost while scoring: {counts}')
-    if counts['rows_in'] == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
-    limit = contract['dataset'].get('max_quarantined_share', 0.01)
-    if counts['quarantined'] > limit * counts['rows_in']:
-        top = '; '.join(f"{r['reason']} ({plural(r['rows'], 'row')})" for r in v.reasons[:3])
-        raise DataContractError(f"{counts['quarantined']} of {counts['rows_in']} rows ({counts['quarantined'] / counts['rows_in']:.1%}) of {files[0].name} "
-                                f"were quarantined, above the contract's max_quarantined_share of {limit:.1%}: {top}; the {counts['scored']} valid "
-                                f"rows were scored into {out}, the others are in {quarantine_path} with their reasons")
-    seconds = time.perf_counter() - started
-    return {**counts, 'model': served.name, 'version': served.version, 'predictions': str(out), 'seconds': round(seconds, 2),
-            'rows_per_second': round(counts['rows_in'] / seconds) if seconds else None,
-            'quarantine': str(quarantine_path) if counts['quarantined'] else None, 'engine': 'spark'}
+    return counts, {r['reason']: r['rows'] for r in v.reasons}
 
 # %% ../nbs/56_spark.ipynb #c261ca04
 def spark_summary(reference:dict, # from `reference_stats`
