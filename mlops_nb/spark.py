@@ -15,6 +15,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession, Window, functions as F, types as T
 from threadpoolctl import threadpool_limits
 
@@ -84,10 +85,14 @@ def col(name:str)->Column:
 
 def _read_one(spark:SparkSession, path:Path, fmt:str, separator:str, null_values:list)->DataFrame:
     "One file as Spark reads it for the polars engine's semantics."
+    try:
+        if fmt == 'parquet': pq.read_schema(path)  # a corrupt file is refused here, as polars refuses it, not by a failed Spark task
+        elif fmt == 'ndjson':
+            with open(path, encoding='utf-8') as f: first = list(json.loads(f.readline() or '{}'))
+    except (OSError, ValueError, pa.ArrowException) as e: raise DataSourceError(f"{path.name}: cannot read as {fmt}: {str(e).splitlines()[0]}") from None
     if fmt == 'parquet': return spark.read.parquet(str(path))
     if fmt == 'ndjson':
-        with open(path, encoding='utf-8') as f: first = list(json.loads(f.readline() or '{}'))
-        sdf = spark.read.json(str(path), primitivesAsString=True)
+        sdf = spark.read.json(str(path), primitivesAsString=True, mode='PERMISSIVE', columnNameOfCorruptRecord='_malformed')
         return sdf.select(*[col(c) for c in first if c in sdf.columns], *[col(c) for c in sdf.columns if c not in first])
     names = csv_header(path, separator)
     schema = T.StructType([T.StructField(n, T.StringType()) for n in names] + [T.StructField('_malformed', T.StringType())])
@@ -211,6 +216,7 @@ def spark_departures(spec:dict, # the column's contract
 def plan_spark_validation(sdf:DataFrame, # the batch as read, with `source_row`
                           contract:dict, # the contract
                           carry:list=('source_row',), # columns passed through unchecked
+                          text:bool=False, # whether columns hold text read from a file (CSV, NDJSON)
                          )->dict:
     "The checked rows, the accepted and quarantined rows derived from them, the batch statistics' aggregation and the departures."
     schema = {f.name: polars_dtype(f.dataType) for f in sdf.schema.fields if f.name not in carry and f.name != '_malformed'}
@@ -222,8 +228,11 @@ def plan_spark_validation(sdf:DataFrame, # the batch as read, with `source_row`
                          *[F.coalesce(cond, F.lit(False)).alias(f'_failed{i}') for i, (cond, _, _) in enumerate(row_checks)])
     bad = reduce(lambda a, b: a | b, [F.col(f'_failed{i}') for i in range(len(row_checks))], F.lit(False))
     checked = checked.withColumn('_bad', bad)
+    # Spark decodes text that is not UTF-8 into U+FFFD where polars refuses the file: so does this, from the count
+    garbled = reduce(lambda a, b: a | b, [F.coalesce(col(c).contains('\ufffd'), F.lit(False)) for c, t in schema.items() if t == pl.String], F.lit(False))
     aggs = [F.count(F.lit(1)).alias('rows'), F.sum(F.col('_bad').cast('long')).alias('quarantined'),
-            F.count('_malformed').alias('malformed'), F.min(F.when(F.col('_malformed').isNotNull(), F.struct('source_row', '_malformed'))).alias('first_malformed')]
+            F.count('_malformed').alias('malformed'), F.min(F.when(F.col('_malformed').isNotNull(), F.struct('source_row', '_malformed'))).alias('first_malformed'),
+            F.sum((garbled if text else F.lit(False)).cast('long')).alias('undecodable'), F.min(F.when(garbled, F.col('source_row'))).alias('first_undecodable')]
     aggs += [F.sum(F.col(f'_failed{i}').cast('long')).alias(f'check__{label}') for i, (_, label, _) in enumerate(row_checks)]
     departures = []
     for c in checks:
@@ -275,14 +284,18 @@ def validate_spark(sdf:DataFrame, # the batch as read, with `source_row`
                    carry:list=('source_row',), # columns passed through unchecked
                   )->Validation:
     "Check a batch against `contract` on Spark: its `Validation`, the accepted and quarantined rows as Spark frames."
-    plan = plan_spark_validation(sdf, contract, list(carry))
+    plan = plan_spark_validation(sdf, contract, list(carry), text)
     checked = plan['checked']
     stats = checked.agg(*plan['aggs']).collect()[0].asDict()
     row = stats.pop('first_malformed')
     if bad := stats.pop('malformed'):
-        raise DataSourceError(f"{name}: {plural(bad, 'line')} whose fields do not match the header's {len(plan['schema'])}, "
-                              f"e.g. row {row['source_row']}: '{row['_malformed'][:120]}' (Spark reads a CSV file line by line, so a quoted "
-                              "field that holds a line break breaks its row too)")
+        raise DataSourceError(f"{name}: {plural(bad, 'line')} not fitting its {len(plan['schema'])} columns, e.g. row {row['source_row']}: "
+                              f"'{row['_malformed'][:120]}' (a field too many or too few, a line that is not a JSON object, or a quoted field "
+                              "holding a line break: Spark reads text files line by line)")
+    if undecodable := stats.pop('undecodable'):
+        raise DataSourceError(f"{name} is not UTF-8: {plural(undecodable, 'row')} with bytes that do not decode, the first at row "
+                              f"{stats.pop('first_undecodable')}; convert it, e.g. iconv -f latin1 -t utf-8")
+    stats.pop('first_undecodable')
     stats = {k: (0 if v is None else v) for k, v in stats.items()} | _examples(checked, plan, stats)
     spark_plan = plan | {'departures': [(c, words) for c, words, _ in plan['departures']]}
     return judge_validation(spark_plan, stats, contract, name, text, None, list(warn_only))

@@ -1,5 +1,5 @@
 "The Spark engine against the polars engine on a real dataset the project never trained on: the same rows quarantined for the same reasons, the same predictions, the same drift p-values, performance and alerts."
-import shutil
+import re, shutil
 from pathlib import Path
 
 import polars as pl
@@ -8,6 +8,7 @@ from polars.testing import assert_frame_equal
 
 from conftest import run_stages
 from mlops_nb.contract import DataContractError
+from mlops_nb.data import DataSourceError
 from mlops_nb.deploy import score_file
 from mlops_nb.monitor import monitor_file
 from mlops_nb.spark import spark_session
@@ -118,3 +119,17 @@ def test_a_batch_that_quarantines_too_much_fails_on_spark_as_on_polars_and_keeps
     assert 'precipitation: not Float64 (3 rows)' in said['spark'] and 'the 353 valid rows were scored into' in said['spark']
     assert pl.read_parquet(root/'worse-spark.predictions.parquet'/'*.parquet').height == 353
     assert pl.read_parquet(root/'worse-spark.predictions.quarantine.parquet'/'*.parquet').height == 12
+
+def test_broken_files_are_refused_on_spark_with_the_reason_and_no_java_trace(project, capfd):
+    root, cfg = project
+    good = later_year(root, broken=0).write_csv()
+    lines = good.splitlines(keepends=True)
+    cases = {'corrupt.parquet': (b'PAR1 not parquet at all PAR1', 'corrupt.parquet: cannot read as parquet'),
+             'late-latin.csv': ((good * 40).encode()[:-300] + b'\xe9' + (good * 40).encode()[-300:], 'late-latin.csv is not UTF-8: 1 row with bytes'),
+             'long.csv': (''.join(lines[:3] + [lines[3].replace('\n', ',9\n')] + lines[4:]).encode(), 'long.csv: 1 line not fitting its 6 columns, e.g. row 2:'),
+             'bad.ndjson': (b'{"date": "2015-01-01"\n', 'bad.ndjson: cannot read as ndjson'),
+             'header.csv': (lines[0].encode(), 'header.csv has a header but no rows')}
+    for name, (content, says) in cases.items():
+        (root/name).write_bytes(content)
+        with pytest.raises(DataSourceError, match=re.escape(says)): score_file(cfg, name, engine='spark')
+    assert "at org.apache" not in capfd.readouterr().err
