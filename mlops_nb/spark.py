@@ -51,7 +51,7 @@ def spark_session(cfg:dict # project configuration; `[engine.spark]` names the c
         if not (os.environ.get('JAVA_HOME') or shutil.which('java')):
             raise ConfigError("the Spark engine needs Java 17 or newer on this machine (Debian: apt-get install openjdk-17-jre-headless)")
         os.environ.setdefault('PYSPARK_PYTHON', sys.executable)
-        builder = builder.config('spark.sql.shuffle.partitions', str(2 * local_cores(here)))
+        builder = builder.config('spark.sql.shuffle.partitions', str(2 * local_cores(here))).config('spark.ui.enabled', 'false')
     for k, v in {**SPARK_DEFAULTS, **s['conf']}.items(): builder = builder.config(k, str(v))
     spark = builder.getOrCreate()
     if not remote: spark.sparkContext.setLogLevel('ERROR')
