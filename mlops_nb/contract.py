@@ -169,6 +169,7 @@ def read_contract(path:Path|str)->dict:
 def column_checks(name:str, # column name
                   spec:dict, # its contract
                   source_type:pl.DataType, # the column's type as read
+                  seen:pl.Series|None=None, # a unique column's values in earlier pieces of the same batch, read the same way
                  )->tuple[pl.Expr, list[tuple]]:
     "The column's typed expression and its validity checks, each `(failing condition, label, reason parts)`."
     raw = pl.col(name)
@@ -185,7 +186,8 @@ def column_checks(name:str, # column name
               (typed > spec['max'], f'{name}: above max', (f'{name}: ', shown, f" above the declared max {spec['max']}")) if 'max' in spec else None,
               (typed.is_not_null() & ~typed.is_in(spec['categories']), f'{name}: unknown category', (f"{name}: unknown category '", shown, "'"))
               if spec.get('strict') else None,
-              (raw.is_not_null() & ~raw.is_first_distinct(), f'{name}: duplicate id', (f"{name}: duplicate id '", shown, "'"))
+              (raw.is_not_null() & (~raw.is_first_distinct() | (raw.is_in(seen) if seen is not None else pl.lit(False))), f'{name}: duplicate id',
+               (f"{name}: duplicate id '", shown, "'"))
               if spec.get('unique') else None]
     return typed, [c for c in checks if c is not None]
 
@@ -270,10 +272,11 @@ def plan_validation(lf:pl.LazyFrame, # the batch as read
                     text:bool=False, # whether columns hold text to parse (CSV, NDJSON)
                     window:tuple|None=None, # (start, end) the time column must fall in
                     carry:list=(), # columns passed through unchecked, such as the source row number
+                    seen:dict|None=None, # unique column -> its values in earlier pieces of the batch
                    )->dict:
     "Lazy queries for a batch's accepted rows, quarantined rows and batch statistics; nothing is read yet."
     schema = {c: t for c, t in lf.collect_schema().items() if c not in carry}
-    checks = {c: column_checks(c, s, schema[c] if text or schema[c] != pl.String else pl.String)
+    checks = {c: column_checks(c, s, schema[c] if text or schema[c] != pl.String else pl.String, (seen or {}).get(c))
               for c, s in contract['columns'].items() if c in schema}
     row_checks = [chk for _, cs in checks.values() for chk in cs]
     bad = pl.any_horizontal([cond.fill_null(False) for cond, _, _ in row_checks]) if row_checks else pl.lit(False)
@@ -335,9 +338,10 @@ def validate(lf:pl.LazyFrame|pl.DataFrame, # the batch as read
              window:tuple|None=None, # (start, end) the time column must fall in
              warn_only:list=(), # batch checks that only warn
              carry:list=(), # columns passed through unchecked, such as the source row number
+             seen:dict|None=None, # unique column -> its values in earlier pieces of the batch
             )->Validation:
     "Check a batch against `contract`: accepted and quarantined rows, departures, and the batch-level verdict."
-    plan = plan_validation(lf.lazy(), contract, text, window, carry)
+    plan = plan_validation(lf.lazy(), contract, text, window, carry, seen)
     return judge_validation(plan, plan['stats'].collect().row(0, named=True), contract, name, text, window, warn_only)
 
 # %% ../nbs/11_contract.ipynb #85abdfc7

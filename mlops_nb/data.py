@@ -422,9 +422,12 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     untimed = collect(keyed.filter(pl.col('_batch').is_null()).drop('_batch'), files, p['separator'])
     quarantine = [untimed.select('source_row', *[pl.col(c).cast(pl.String) for c in columns])
                   .with_columns(pl.lit(f"{roles['time']}: missing or not a date/time").alias('_reason'), pl.lit(None, pl.String).alias('_batch'))]
-    windows, outputs, summary = {'reference': [], 'holdout': []}, {'batches': []}, []
+    windows, outputs, summary, seen = {'reference': [], 'holdout': []}, {'batches': []}, [], {}
+    unique = [c for c, s in contract['columns'].items() if s.get('unique') and c in columns]
     for i, k in enumerate(keys):
-        v = validate(reference_raw.pop(k) if k in reference_raw else read(k), contract, k, text, warn_only=p['warn_only'], carry=['source_row'])
+        raw = reference_raw.pop(k) if k in reference_raw else read(k)
+        v = validate(raw, contract, k, text, warn_only=p['warn_only'], carry=['source_row'], seen=seen)  # an id is unique across batches
+        seen = {c: pl.concat([seen[c], raw[c].drop_nulls()]) if c in seen else raw[c].drop_nulls() for c in unique}
         acc, q = v.accepted.collect(), v.quarantined.collect()
         if v.rows_read != acc.height + q.height:
             raise DataContractError(f'batch {k}: {v.rows_read} rows read but {acc.height} accepted + {q.height} quarantined')

@@ -48,11 +48,13 @@ def _score_chunks(cfg:dict, served, files:list[Path], out:Path, quarantine_path:
     lf = with_time(lf, contract)
     if missing := [f for f in served.fields if f not in lf.collect_schema()]:
         raise DataContractError(f"{files[0].name} lacks model input(s) {missing}, so nothing can be scored")
-    own_log, writers, counts, reasons = log is None, {}, {'rows_in': 0, 'scored': 0, 'quarantined': 0}, {}
+    own_log, writers, counts, reasons, seen = log is None, {}, {'rows_in': 0, 'scored': 0, 'quarantined': 0}, {}, {}
+    unique = [c for c, s in contract['columns'].items() if s.get('unique')]
     log = log or PredictionLog(cfg['paths']['predictions'])
     try:
         for chunk in _chunks(lf, chunk_rows, files, how['separator']):
-            v = validate(chunk, contract, text=text, warn_only=BATCH_CHECKS, carry=['source_row'])
+            v = validate(chunk, contract, text=text, warn_only=BATCH_CHECKS, carry=['source_row'], seen=seen)
+            seen = {c: pl.concat([seen[c], chunk[c].drop_nulls()]) if c in seen else chunk[c].drop_nulls() for c in unique if c in chunk.columns}
             acc, q = v.accepted.collect(), v.quarantined.collect()
             for r in v.reasons: reasons[r['reason']] = reasons.get(r['reason'], 0) + r['rows']
             counts['rows_in'] += chunk.height; counts['quarantined'] += q.height

@@ -118,3 +118,15 @@ def test_every_entry_point_explains_a_broken_file_and_loses_no_row(project, caps
         assert any(a['kind'] == 'data_quality' and 'quarantined' in a['detail'] for a in record['alerts'])
     if case == 'an all-null feature': assert any(a['kind'] == 'data_quality' and 'price' in a['detail'] for a in record['alerts'])
     if case in ('missing values written as NA', 'a byte-order mark'): assert record['quarantined'] == 0 and score[0] == 0
+
+def test_an_id_repeated_in_a_later_chunk_is_quarantined_as_a_duplicate(project):
+    "Batch scoring reads a file in chunks; an id seen in an earlier chunk is a duplicate, as it is within one chunk and on Spark."
+    from mlops_nb.core import load_config
+    from mlops_nb.deploy import score_file
+    ids = list(range(1, 301))
+    ids[250] = 5
+    (project/'broken'/'repeat.csv').write_text(column('order_id', ids))
+    result = score_file(load_config(project), 'broken/repeat.csv', out=project/'broken'/'repeat.predictions.parquet', chunk_rows=100)
+    assert (result['rows_in'], result['scored'], result['quarantined']) == (300, 299, 1)
+    held = pl.read_parquet(result['quarantine'])
+    assert held['_reason'].to_list() == ["order_id: duplicate id '5'"] and held['source_row'].to_list() == [250]
