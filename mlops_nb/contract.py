@@ -186,7 +186,7 @@ def column_checks(name:str, # column name
               (typed > spec['max'], f'{name}: above max', (f'{name}: ', shown, f" above the declared max {spec['max']}")) if 'max' in spec else None,
               (typed.is_not_null() & ~typed.is_in(spec['categories']), f'{name}: unknown category', (f"{name}: unknown category '", shown, "'"))
               if spec.get('strict') else None,
-              (raw.is_not_null() & (~raw.is_first_distinct() | (raw.is_in(seen) if seen is not None else pl.lit(False))), f'{name}: duplicate id',
+              (raw.is_not_null() & (~raw.is_first_distinct() | (raw.is_in(seen.implode()) if seen is not None else pl.lit(False))), f'{name}: duplicate id',
                (f"{name}: duplicate id '", shown, "'"))
               if spec.get('unique') else None]
     return typed, [c for c in checks if c is not None]
