@@ -212,10 +212,10 @@ def diff(args, cfg)->int:
 
 def registry(args)->int:
     "The registry commands; their exit code."
-    from mlops_nb import register
     if args.command == 'init': return init(args)
     cfg = load_config(args.root)
     if args.command == 'diff': return diff(args, cfg)
+    from mlops_nb import register
     register.use_mlflow(cfg)
     if args.command in ('score', 'serve', 'deployed'): return deployment(args, cfg)
     if args.command in ('monitor', 'monitoring'): return monitoring(args, cfg)
@@ -281,6 +281,8 @@ def main(argv:list[str]|None=None # arguments; `sys.argv[1:]` by default
         )->int:
     "Entry point of the `mlops-nb` command; the exit code."
     args = parser().parse_args(argv)
+    # reading a notebook imports jsonschema, which builds an IRI grammar (a second) when rfc3987-syntax is installed; notebooks never use it
+    sys.modules.setdefault('rfc3987_syntax', None)
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     try: register_kernel()
     except OSError as e: print(f'mlops-nb: note: could not register the Jupyter kernel ({e})', file=sys.stderr)

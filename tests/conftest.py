@@ -1,5 +1,5 @@
 "Shared helpers: the `mlops-nb` command as a user runs it, stages run in-process, and a toy project whose three quick stage notebooks exercise the runner."
-import json, os, subprocess, sys
+import contextlib, io, json, os, subprocess, sys
 from pathlib import Path
 
 import nbformat
@@ -64,6 +64,16 @@ def project(tmp_path, monkeypatch):
     for var in ('MLOPS_NB_ROOT', 'MLOPS_NB_CONFIG', 'MLOPS_NB_RUN_DIR', 'MLOPS_NB_RUN_ID', 'MLFLOW_TRACKING_URI'): monkeypatch.delenv(var, raising=False)
     return tmp_path
 
+@pytest.fixture(scope='session')
+def team_server(tmp_path_factory):
+    "A team's MLflow tracking server on loopback, with proxied artifacts: PostgreSQL for the metadata where it is installed, else SQLite."
+    from team import TrackingServer, postgres, postgres_bin
+    artifacts = tmp_path_factory.mktemp('team-artifacts')
+    with (postgres() if postgres_bin('initdb') else contextlib.nullcontext(f"sqlite:///{artifacts/'server.db'}")) as uri:
+        s = TrackingServer(uri, artifacts/'store').start()
+        yield s
+        s.stop()
+
 def statuses(manifest):
     return {s['name']: s['status'] for s in manifest['stages']}
 
@@ -76,9 +86,30 @@ def clean_env(**extra)->dict:
     "This environment without mlops_nb's and MLflow's variables (as a user's shell has them), plus `extra`."
     return {k: v for k, v in os.environ.items() if not k.startswith(('MLOPS_NB_', 'MLFLOW_'))} | extra
 
-def cli(root, *args, **extra)->subprocess.CompletedProcess:
-    "Run `mlops-nb` in the project `root`, as a user would; `extra` sets environment variables."
+def spawn(root, *args, **extra)->subprocess.CompletedProcess:
+    "Run `mlops-nb` in a fresh process in the project `root`, as a user would; `extra` sets environment variables."
     return subprocess.run([MLOPS_NB, *args], cwd=root, env=clean_env(**extra), capture_output=True, text=True)
+
+def in_process(root, *args, **extra)->subprocess.CompletedProcess:
+    "Run `mlops-nb` in this process, with the working directory and environment `spawn` gives it; what it printed and its exit code."
+    from mlops_nb.cli import main
+    saved, here, out, err = dict(os.environ), os.getcwd(), io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(clean_env(**extra) | {k: v for k, v in saved.items() if k.startswith('PYTEST_')})
+    os.chdir(root)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try: code = main(list(args))
+            except SystemExit as e: code = e.code if isinstance(e.code, int) else 2  # argparse refusing the arguments
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(['mlops-nb', *args], code, out.getvalue(), err.getvalue())
+
+def cli(root, *args, **extra)->subprocess.CompletedProcess:
+    "Run `mlops-nb` in the project `root`: `run` and `serve` (which start kernels and servers) in a fresh process, the others in this one."
+    return (spawn if args[0] in ('run', 'serve') else in_process)(root, *args, **extra)
 
 def run_stages(root, stages=('data', 'train', 'evaluate', 'register'), overrides=())->dict:
     "Run stages of the project at `root` in this process, on its configuration (and `overrides`); the configuration."

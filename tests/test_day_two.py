@@ -1,4 +1,4 @@
-"Day two on a team server: MLflow backed by PostgreSQL with proxied artifacts, two clones, the next run, the next batch, the next teammate."
+"Day two on a team server: MLflow backed by PostgreSQL (SQLite where it is not installed) with proxied artifacts, two clones, the next run, the next batch, the next teammate."
 import json, shutil, time
 from pathlib import Path
 
@@ -11,11 +11,9 @@ import conftest
 from mlops_nb.core import load_config
 from mlops_nb.serve import Server, make_app
 from mlops_nb.register import alias_history, deployments
-from team import TrackingServer, postgres, postgres_bin
 from test_own_data import package_file
 
-pytestmark = [pytest.mark.xdist_group('day_two'),
-              pytest.mark.skipif(not postgres_bin('initdb'), reason='PostgreSQL is not installed here (.ci/run installs it)')]
+pytestmark = pytest.mark.xdist_group('team')  # with test_faults: they share the team's server
 
 CONFIG = '''
 [mlflow]
@@ -36,14 +34,6 @@ max_iter = 30
 [stages.monitor.params]
 retrain_cooldown = 50
 '''
-
-@pytest.fixture(scope='session')
-def server(tmp_path_factory):
-    "A team's tracking server: PostgreSQL for the metadata, a folder for the artifacts, served through MLflow."
-    with postgres() as uri:
-        s = TrackingServer(uri, tmp_path_factory.mktemp('artifacts')).start()
-        yield s
-        s.stop()
 
 def clone(folder:Path)->Path:
     "A fresh clone of the project: its configuration, its data and its committed contract, if any."
@@ -73,7 +63,8 @@ def follows(url, version, seconds=30):
         time.sleep(0.2)
     return False
 
-def test_the_next_run_the_next_batch_and_the_next_teammate(server, tmp_path):
+def test_the_next_run_the_next_batch_and_the_next_teammate(team_server, tmp_path):
+    server = team_server
     a, b = clone(tmp_path/'clone-a'), tmp_path/'clone-b'
     first = cli(a, server, 'run')
     assert first.returncode == 0, first.stderr[-3000:]

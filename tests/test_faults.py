@@ -7,10 +7,10 @@ from mlflow import MlflowClient
 
 from conftest import MLOPS_NB, clean_env, cli, run_stages
 from mlops_nb.cli import main
-from team import TrackingServer, free_port
+from team import free_port
 from test_data_inputs import sales, sales_params
 
-pytestmark = pytest.mark.xdist_group('faults')
+pytestmark = pytest.mark.xdist_group('team')  # with test_day_two: they share the team's server
 
 CONFIG = '''
 [pipeline]
@@ -80,14 +80,8 @@ class Proxy:
         except OSError: pass
         for s in (client, upstream): s.close()
 
-@pytest.fixture(scope='session')
-def server(tmp_path_factory):
-    d = tmp_path_factory.mktemp('faults-server')
-    s = TrackingServer(f"sqlite:///{d/'server.db'}", d/'artifacts').start()
-    yield s
-    s.stop()
-
-def test_a_server_that_goes_away_mid_move_leaves_no_half_move_and_register_resumes_without_a_duplicate(server, tmp_path):
+def test_a_server_that_goes_away_mid_move_leaves_no_half_move_and_register_resumes_without_a_duplicate(team_server, tmp_path):
+    server = team_server
     root = project(tmp_path/'away', CONFIG.replace('[pipeline]', '[mlflow]\nmodel_name = "away"\n\n[pipeline]'))
     proxy = Proxy(server.port)
     failed = cli(root, 'run', MLFLOW_TRACKING_URI=proxy.url)
