@@ -130,8 +130,8 @@ def spark_engine():
 
 # %% ../nbs/00_core.ipynb #6bea3102
 def new_run_id()->str:
-    "A sortable, unique run id: UTC time and six random hex digits."
-    return datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ') + '-' + secrets.token_hex(3)
+    "A sortable, unique run id: UTC time to the millisecond (two runs can start within one second) and six random hex digits."
+    return datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')[:-3] + 'Z-' + secrets.token_hex(3)
 
 # %% ../nbs/00_core.ipynb #aa7534fc
 def file_digest(path:Path|str, # file to hash

@@ -11,6 +11,17 @@ from mlops_nb.core import StageContext, load_config, new_run_id, notebook_parame
 # and each slows down many times over. Subprocesses (notebooks, pipeline runs) inherit the setting.
 if os.environ.get('PYTEST_XDIST_WORKER'): os.environ.setdefault('OMP_NUM_THREADS', '1')
 
+# About how many seconds each takes here (two workers, two cores). The longest start first, so that neither worker is left running a
+# long one at the end while the other idles; xdist's own order (groups with the most tests first) would start them last.
+SECONDS = {'test_lifecycle.py': 180, 'test_day_two.py': 110, 'test_notebooks.py::test_notebooks[second half]': 80, 'test_spark.py': 75,
+           'test_release.py': 65, 'test_faults.py': 55, 'test_notebooks.py::test_notebooks[first half]': 40, 'test_own_data.py': 30,
+           'test_broken_files.py': 30, 'test_edges.py': 30}
+
+def pytest_collection_modifyitems(items):
+    "Order the tests longest first (with `--no-loadscope-reorder`, xdist hands them out in this order)."
+    weight = lambda item: max((s for k, s in SECONDS.items() if item.nodeid.split('/')[-1].startswith(k)), default=0)
+    items.sort(key=weight, reverse=True)
+
 CONFIG = '''
 [pipeline]
 stages = ["source", "double", "report"]

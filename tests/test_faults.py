@@ -35,6 +35,10 @@ def test_a_run_killed_in_training_reads_as_interrupted_and_the_next_run_resumes_
             running = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") if exp else []
         except Exception: running = []
     assert running, 'the train stage never had an MLflow run open'
+    # the whole run dies at once, as when the machine stops: the runner's session and its kernel (which runs in a session of its own,
+    # and would otherwise notice its parent gone only at its next poll, a second later, time enough to finish the stage)
+    kernels = Path(f'/proc/{proc.pid}/task/{proc.pid}/children').read_text().split()
+    for pid in kernels: os.kill(int(pid), signal.SIGKILL)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed = json.loads(next((root/'runs').glob('*/manifest.json')).read_text())

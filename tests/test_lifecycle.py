@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from mlops_nb.core import load_config, stage_notebook
 from mlops_nb.pipeline import stage_program
 
-from conftest import cli, spawn
+from conftest import cli
 
 pytestmark = pytest.mark.xdist_group('lifecycle')
 
@@ -239,7 +239,7 @@ def test_scoring_december_on_the_spark_engine_gives_the_deploy_stages_prediction
     assert deploy['scoring']['batch'] == 'production batch 2013-12' and deploy['scoring']['engine'] == 'polars'
     pl.read_parquet(data['outputs']['batches'][-1]['path']).drop('late', 'source_row').write_csv(tmp_path/'december.csv')
     (tmp_path/'spark.toml').write_text('[engine]\nname = "spark"\n')
-    on_spark = spawn(root, 'score', str(tmp_path/'december.csv'), '--out', str(tmp_path/'spark.parquet'), MLOPS_NB_CONFIG=str(tmp_path/'spark.toml'))
+    on_spark = cli(root, 'score', str(tmp_path/'december.csv'), '--out', str(tmp_path/'spark.parquet'), MLOPS_NB_CONFIG=str(tmp_path/'spark.toml'))
     assert on_spark.returncode == 0, on_spark.stderr[-3000:]
     assert ' 28135 ' in on_spark.stdout and 'spark' in on_spark.stdout and 'Traceback' not in on_spark.stderr
     by_id = lambda df: df.drop('scored_at').sort(pl.col('id').cast(pl.Int64))
