@@ -106,7 +106,7 @@ def in_process(root, *args, **extra)->subprocess.CompletedProcess:
     from mlops_nb.cli import main
     saved, here, out, err = dict(os.environ), os.getcwd(), io.StringIO(), io.StringIO()
     os.environ.clear()
-    os.environ.update(clean_env(**extra) | {k: v for k, v in saved.items() if k.startswith('PYTEST_')})
+    os.environ.update(clean_env(**extra))
     os.chdir(root)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
