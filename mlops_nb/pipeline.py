@@ -183,21 +183,25 @@ class ProjectKernelManager(AsyncKernelManager):
                           display_name=f'Python ({sys.executable})', language='python')
 
 # %% ../nbs/70_pipeline.ipynb #223b87fe
-import asyncio, subprocess, threading
+import asyncio, queue, subprocess, threading
 from concurrent.futures import ThreadPoolExecutor
 
-async def _run_code(km, code):
+async def _run_code(km, code, started:bool=True):
+    "Run `code` in `km`'s kernel; the reply's status, or 'dead' when the kernel died. A kernel just `started` is waited for first."
     kc = km.client()
     kc.start_channels()
     try:
-        await kc.wait_for_ready(timeout=120)
+        if not started: await kc.wait_for_ready(timeout=120)
         kc.execute(code, silent=True, store_history=False)
-        return (await kc.get_shell_msg(timeout=600))['content']['status']
+        while True:
+            try: return (await kc.get_shell_msg(timeout=1))['content']['status']
+            except queue.Empty:
+                if not await km.is_alive(): return 'dead'
     finally: kc.stop_channels()
 
 async def _start_warm(km, cwd, env, code):
     await km.start_kernel(cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    await _run_code(km, code)
+    await _run_code(km, code, started=False)
 
 def _in_thread(coro):
     "Run `coro` to its end on its own event loop (a notebook's loop may already be running in this thread)."
@@ -206,7 +210,7 @@ def _in_thread(coro):
     worker.start(); worker.join()
     return out[0] if out else None
 
-FRESH = "get_ipython().run_line_magic('reset', '-f'); __import__('gc').collect()"
+FRESH = "get_ipython().run_line_magic('reset', '-f'); __import__('gc').collect(); __import__('gc').freeze()"
 
 class WarmKernel:
     "One kernel for a run's stages, started with `code` run in it in a background thread."
