@@ -31,9 +31,9 @@ except ModuleNotFoundError: import tomli as tomllib
 # %% auto #0
 __all__ = ['HYPERPARAMETERS', 'ESTIMATORS', 'SEARCH_GRID', 'HTTP_DEFAULTS', 'REVIEWED_TYPES', 'DRIFT_REFERENCE', 'SCHEMA',
            'CONTRACT', 'TRAINING_DATA', 'make_model', 'labelled', 'predict', 'score', 'predictions_digest',
-           'time_split', 'leakage_scores', 'linear_leak', 'collapse_leak', 'thinned', 'leakage_checks', 'search',
-           'remote', 'use_mlflow', 'trusted_types', 'requirements', 'log_model', 'run_artifact', 'fit_and_log',
-           'train_stage']
+           'time_split', 'feature_bins', 'leakage_scores', 'linear_leak', 'collapse_leak', 'thinned', 'leakage_checks',
+           'search', 'remote', 'use_mlflow', 'trusted_types', 'requirements', 'log_model', 'run_artifact',
+           'fit_and_log', 'train_stage']
 
 # %% ../nbs/20_train.ipynb #e231faa9
 HYPERPARAMETERS = ('max_iter', 'learning_rate', 'max_leaf_nodes', 'l2_regularization')
@@ -98,14 +98,30 @@ def time_split(X, y, share:float=0.25):
     return X.iloc[:cut], y[:cut], X.iloc[cut:], y[cut:]
 
 # %% ../nbs/20_train.ipynb #1454a6bf
-def leakage_scores(X, y, task:str, categorical:list[str], seed:int=0)->pl.DataFrame:
-    "Each feature's validation score (ROC AUC, or R²) when it is the only input, best first."
+def feature_bins(fit, # the feature's values on the fit rows (pandas)
+                 valid, # and on the validation rows
+                 categorical:bool, # one bin per category instead of quantiles
+                )->tuple[np.ndarray, np.ndarray, int]:
+    "Bin numbers of the fit and validation values, and how many bins: up to 255 quantile bins or one per category, plus bins for missing and unseen."
+    if categorical:
+        codes = {k: i for i, k in enumerate(fit.dropna().unique())}
+        to_bin = lambda s: np.where(s.isna(), len(codes), s.map(codes).fillna(len(codes) + 1)).astype(int)
+        return to_bin(fit), to_bin(valid), len(codes) + 2
+    x_fit, x_valid = fit.to_numpy(float), valid.to_numpy(float)
+    known = x_fit[~np.isnan(x_fit)]
+    edges = np.unique(np.quantile(known, np.linspace(0, 1, 256)[1:-1], method='inverted_cdf')) if known.size else np.array([])
+    to_bin = lambda x: np.where(np.isnan(x), len(edges) + 1, np.searchsorted(edges, x, side='right'))
+    return to_bin(x_fit), to_bin(x_valid), len(edges) + 2
+
+def leakage_scores(X, y, task:str, categorical:list[str])->pl.DataFrame:
+    "Each feature's validation score (ROC AUC, or R²) when it is the only input, through the target's mean in its bin; best first."
     X_fit, y_fit, X_valid, y_valid = time_split(X, y)
     rows = []
     for c in X.columns:
-        cat = [c] if c in categorical else []
-        m = make_model(cat, [c] if not cat else [], task, max_iter=30, seed=seed).fit(X_fit[[c]], y_fit)
-        s = score(task, y_valid, predict(m, X_valid[[c]]))
+        b_fit, b_valid, n = feature_bins(X_fit[c], X_valid[c], c in categorical)
+        counts = np.bincount(b_fit, minlength=n)
+        means = np.where(counts > 0, np.bincount(b_fit, weights=y_fit, minlength=n) / np.maximum(counts, 1), y_fit.mean())
+        s = score(task, y_valid, means[b_valid])
         rows.append({'feature': c, 'score': round(max(s, 1 - s) if task == 'classification' else s, 4)})
     return pl.DataFrame(rows).sort('score', descending=True)
 
@@ -157,7 +173,7 @@ def leakage_checks(X, y, task:str, categorical:list[str],
     "Single-feature scores, a linear combination that reproduces the target, the features an almost exact model cannot do without."
     m = 'ROC AUC' if task == 'classification' else 'R²'
     X, y = thinned(X, y, max_rows)
-    singles = leakage_scores(X, y, task, categorical, seed)
+    singles = leakage_scores(X, y, task, categorical)
     flagged = singles.filter(pl.col('score') >= threshold)['feature'].to_list()
     combination = linear_leak(X, y, task, [c for c in X.columns if c not in categorical], exact)
     collapse = collapse_leak(X, y, task, categorical, exact, seed)
