@@ -229,18 +229,3 @@ def test_monitoring_a_batch_file_alerts_with_exit_3_and_joins_labels_that_arrive
     assert [h['labelled'] for h in history if h['source'] == 'command'] == [False, True]
     assert 0.6 < history[-1]['value'] < 0.8 and champion(root) == before
     assert 'december' in cli(root, 'monitoring').stdout
-
-def test_scoring_december_on_the_spark_engine_gives_the_deploy_stages_predictions(runs, tmp_path):
-    import polars as pl
-    from polars.testing import assert_frame_equal
-    root, _ = runs
-    run_dir = root/'runs'/manifest(root, 0)['run_id']
-    data, deploy = (json.loads((run_dir/f'{n}.json').read_text()) for n in ('10_data', '50_deploy'))
-    assert deploy['scoring']['batch'] == 'production batch 2013-12' and deploy['scoring']['engine'] == 'polars'
-    pl.read_parquet(data['outputs']['batches'][-1]['path']).drop('late', 'source_row').write_csv(tmp_path/'december.csv')
-    (tmp_path/'spark.toml').write_text('[engine]\nname = "spark"\n')
-    on_spark = cli(root, 'score', str(tmp_path/'december.csv'), '--out', str(tmp_path/'spark.parquet'), MLOPS_NB_CONFIG=str(tmp_path/'spark.toml'))
-    assert on_spark.returncode == 0, on_spark.stderr[-3000:]
-    assert ' 28135 ' in on_spark.stdout and 'spark' in on_spark.stdout and 'Traceback' not in on_spark.stderr
-    by_id = lambda df: df.drop('scored_at').sort(pl.col('id').cast(pl.Int64))
-    assert_frame_equal(by_id(pl.read_parquet(tmp_path/'spark.parquet'/'*.parquet')), by_id(pl.read_parquet(deploy['outputs']['scored'])))

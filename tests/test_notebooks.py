@@ -7,11 +7,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT/'nbs').rglob('*.ipynb'))
 
-HALVES = [NOTEBOOKS[0::2], NOTEBOOKS[1::2]]
+# The Spark notebook takes as long as all the others together (its JVM compiles each new query), so it runs beside them, in the
+# Spark tests' worker: two JVMs compiling at once would each take most of both cores.
+SPARK = [nb for nb in NOTEBOOKS if nb.name == '56_spark.ipynb']
+GROUPS = [pytest.param(SPARK, id='spark', marks=pytest.mark.xdist_group('spark')), pytest.param([nb for nb in NOTEBOOKS if nb not in SPARK], id='the others')]
 
-@pytest.mark.parametrize('notebooks', HALVES, ids=['first half', 'second half'])
+@pytest.mark.parametrize('notebooks', GROUPS)
 def test_notebooks(notebooks):
-    "Half the notebooks in one nbdev-test process (the libraries are imported once, each notebook still runs in a fresh namespace)."
+    "Notebooks in one nbdev-test process (the libraries are imported once, each notebook still runs in a fresh namespace)."
     names = '|'.join(re.escape(nb.name) for nb in notebooks)
     r = subprocess.run([Path(sys.executable).parent/'nbdev-test', '--n-workers', '0', '--timing', '--file-re', f'^({names})$', str(ROOT/'nbs')],
                        cwd=ROOT, capture_output=True, text=True)

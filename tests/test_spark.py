@@ -1,12 +1,12 @@
 "The Spark engine against the polars engine on a real dataset the project never trained on: the same rows quarantined for the same reasons, the same predictions, the same drift p-values, performance and alerts."
-import re, shutil
+import json, re, shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from conftest import run_stages
+from conftest import cli, run_stages
 from mlops_nb.contract import DataContractError
 from mlops_nb.data import DataSourceError
 from mlops_nb.deploy import score_file
@@ -30,11 +30,11 @@ window = "quarter"
 
 @pytest.fixture(scope='session')
 def project(tmp_path_factory):
-    "Seattle's daily weather 2012-2015 (vega_datasets), a regression of the day's high with a champion; and one Spark session for the tests."
+    "Seattle's daily weather 2012-2015 (vega_datasets), a regression of the day's high with a deployed champion; and one Spark session for the tests."
     root = tmp_path_factory.mktemp('seattle')
     shutil.copy(package_file('vega_datasets', '_data', 'seattle-weather.csv'), root/'seattle-weather.csv')
     (root/'mlops.toml').write_text(CONFIG)
-    cfg = run_stages(root)
+    cfg = run_stages(root, ('data', 'train', 'evaluate', 'register', 'deploy'))
     spark = spark_session(cfg)
     yield root, cfg
     spark.stop()
@@ -80,6 +80,19 @@ def test_both_engines_quarantine_the_same_rows_for_the_same_reasons_and_predict_
     log = logged(cfg)
     assert log.height == before + 2 * on_polars['scored']
     assert set(log.filter(pl.col('logged_at') == log['logged_at'].max()).columns) == set(log.columns)
+
+def test_mlops_nb_score_with_spark_chosen_in_the_configuration_gives_the_deploy_stages_predictions(project, tmp_path):
+    root, cfg = project
+    data, deploy = (json.loads(sorted((root/'runs').glob(f'*/{n}.json'))[-1].read_text()) for n in ('10_data', '50_deploy'))
+    assert deploy['scoring']['engine'] == 'polars'
+    batch = pl.read_parquet(data['outputs']['batches'][-1]['path'])
+    batch.drop('temp_max', 'source_row').write_csv(tmp_path/'last-quarter.csv')
+    (tmp_path/'spark.toml').write_text(CONFIG + '\n[engine]\nname = "spark"\n')
+    on_spark = cli(root, 'score', str(tmp_path/'last-quarter.csv'), '--out', str(tmp_path/'spark.parquet'), MLOPS_NB_CONFIG=str(tmp_path/'spark.toml'))
+    assert on_spark.returncode == 0, on_spark.stderr[-3000:]
+    assert f' {batch.height} ' in on_spark.stdout and 'spark' in on_spark.stdout and 'Traceback' not in on_spark.stderr
+    in_order = lambda df: df.sort(pl.col('id').cast(pl.Int64)).drop('scored_at', 'id')  # the file has no id column: ids are row numbers
+    assert_frame_equal(in_order(pl.read_parquet(tmp_path/'spark.parquet'/'*.parquet')), in_order(pl.read_parquet(deploy['outputs']['scored'])))
 
 def test_monitoring_on_spark_gives_the_same_drift_p_values_performance_and_alerts(project):
     root, cfg = project
