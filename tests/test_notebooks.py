@@ -7,14 +7,24 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT/'nbs').rglob('*.ipynb'))
 
-# The Spark notebook takes as long as all the others together (its JVM compiles each new query), so it runs beside them, in the
-# Spark tests' worker: two JVMs compiling at once would each take most of both cores.
-SPARK = [nb for nb in NOTEBOOKS if nb.name == '56_spark.ipynb']
-GROUPS = [pytest.param(SPARK, id='spark', marks=pytest.mark.xdist_group('spark')), pytest.param([nb for nb in NOTEBOOKS if nb not in SPARK], id='the others')]
+# The Spark notebook takes as long as all the others together, most of it its JVM compiling Spark's code on first use. So it runs in
+# the Spark tests' worker, in that worker's own process, before them (it stops its session; conftest orders it first), and leaves them a
+# JVM already compiled. The others run in one nbdev-test process.
+SPARK = ROOT/'nbs'/'56_spark.ipynb'
 
-@pytest.mark.parametrize('notebooks', GROUPS)
-def test_notebooks(notebooks):
-    "Notebooks in one nbdev-test process (the libraries are imported once, each notebook still runs in a fresh namespace)."
+@pytest.mark.xdist_group('spark')
+def test_the_spark_notebook(capsys):
+    "The Spark notebook as nbdev-test runs it (the same flags skipped), in this process."
+    from nbdev.config import get_config
+    from nbdev.test import test_nb
+    cfg = get_config(ROOT)
+    flags = cfg.tst_flags.split() if isinstance(cfg.tst_flags, str) else list(cfg.tst_flags)
+    passed, _ = test_nb(SPARK, skip_flags=flags, basepath=cfg.config_path, cell_timeout=cfg.cell_timeout or None)
+    assert passed, capsys.readouterr().err[-6000:]
+
+def test_notebooks():
+    "Every other notebook in one nbdev-test process (the libraries are imported once, each notebook still runs in a fresh namespace)."
+    notebooks = [nb for nb in NOTEBOOKS if nb != SPARK]
     names = '|'.join(re.escape(nb.name) for nb in notebooks)
     r = subprocess.run([Path(sys.executable).parent/'nbdev-test', '--n-workers', '0', '--timing', '--file-re', f'^({names})$', str(ROOT/'nbs')],
                        cwd=ROOT, capture_output=True, text=True)
