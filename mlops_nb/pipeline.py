@@ -176,6 +176,18 @@ class ProjectKernelManager(AsyncKernelManager):
     "A kernel manager that always starts this interpreter's ipykernel."
     def __init__(self, **kwargs):
         super().__init__(transport='ipc', ip=os.path.join(tempfile.gettempdir(), f'mlops-nb-kernel-{os.getpid()}-{time.time_ns()}'), **kwargs)
+        self.clients = []
+
+    def client(self, **kwargs):
+        "A client of the kernel, remembered: nbclient leaves the channels of a kernel it did not start open."
+        self.clients.append(kc := super().client(**kwargs))
+        return kc
+
+    def stop_clients(self):
+        "Close the channels every client of this kernel left open."
+        for kc in self.clients:
+            if kc.channels_running: kc.stop_channels()
+        self.clients.clear()
 
     @property
     def kernel_spec(self):
@@ -240,6 +252,7 @@ class WarmKernel:
     def close(self):
         "Stop the kernel."
         self.thread.join()
+        self.km.stop_clients()
         if self.km.has_kernel: _in_thread(self.km.shutdown_kernel(now=True))
 
 # %% ../nbs/70_pipeline.ipynb #3586ecad
@@ -271,6 +284,8 @@ def execute_stage(nb_path:Path, # the stage notebook
     except PapermillExecutionError as e:
         return {'cell': e.exec_count, 'cell_index': e.cell_index, 'source': e.source.strip().splitlines()[0] if e.source.strip() else '',
                 'error': e.ename, 'message': e.evalue}
+    finally:
+        if km: km.stop_clients()
     return None
 
 # %% ../nbs/70_pipeline.ipynb #d4a01077
