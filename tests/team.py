@@ -19,6 +19,9 @@ def as_postgres(cmd:list)->list:
     "`cmd`, run as the postgres user when this process is root (PostgreSQL refuses to run as root)."
     return ['runuser', '-u', 'postgres', '--', *cmd] if os.geteuid() == 0 else cmd
 
+# A throwaway cluster need not survive a crash: skip the disk flushes that would make it.
+NO_FSYNC = '-c fsync=off -c synchronous_commit=off -c full_page_writes=off'
+
 @contextmanager
 def postgres():
     "A throwaway PostgreSQL cluster on a free loopback port; its connection URI."
@@ -28,7 +31,7 @@ def postgres():
     data, port = folder/'data', free_port()
     subprocess.run(as_postgres([postgres_bin('initdb'), '-D', str(data), '-U', 'mlflow', '--auth=trust', '-E', 'UTF8']), check=True, capture_output=True)
     subprocess.run(as_postgres([postgres_bin('pg_ctl'), '-D', str(data), '-l', str(folder/'server.log'), '-w', 'start',
-                                '-o', f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"]), check=True, capture_output=True)
+                                '-o', f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 {NO_FSYNC}"]), check=True, capture_output=True)
     try:
         subprocess.run(as_postgres([postgres_bin('createdb') or 'createdb', '-h', '127.0.0.1', '-p', str(port), '-U', 'mlflow', 'mlflow']),
                        check=True, capture_output=True)

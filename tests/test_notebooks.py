@@ -26,9 +26,10 @@ def test_notebooks():
     "Every other notebook in one nbdev-test process (the libraries are imported once, each notebook still runs in a fresh namespace)."
     notebooks = [nb for nb in NOTEBOOKS if nb != SPARK]
     names = '|'.join(re.escape(nb.name) for nb in notebooks)
-    # nbdev-test itself, then `gc.freeze()`: at exit IPython collects garbage once for each notebook's shell, and 25 full collections
-    # of a heap that holds every notebook's namespace took 13 of this test's 70 s.
-    code = f"import gc\nfrom nbdev.test import nbdev_test\nnbdev_test({str(ROOT/'nbs')!r}, n_workers=0, timing=True, file_re={f'^({names})$'!r})\ngc.freeze()"
+    # nbdev-test's own function, then `gc.freeze()`: at exit IPython collects the whole heap once for each notebook's shell, and those
+    # 25 collections of a heap holding every notebook's namespace, with the teardown after them, took about 20 of this test's 70 s.
+    code = (f"import gc\nfrom nbdev.test import nbdev_test\n"
+            f"nbdev_test({str(ROOT/'nbs')!r}, n_workers=0, timing=True, file_re={f'^({names})$'!r})\ngc.freeze()")
     r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-6000:]
     ran = {line.split(':')[0] for line in (r.stdout + r.stderr).splitlines() if line.endswith(' secs')}
