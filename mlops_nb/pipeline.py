@@ -17,8 +17,8 @@ from .report import quarantine_line, render_html, verdict_first, verdict_markdow
 # %% auto #0
 __all__ = ['STAGE_SECTION', 'FRESH', 'stage_order', 'downstream', 'program_cells', 'stage_program', 'notebook_digest',
            'code_digest', 'digest_of', 'stage_key', 'current_alias', 'record_still_valid', 'earlier_runs',
-           'cache_decision', 'ProjectKernelManager', 'WarmKernel', 'stage_environment', 'execute_stage', 'SecretLeak',
-           'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of', 'selection', 'close_mlflow_runs',
+           'cache_decision', 'ProjectKernelManager', 'WarmKernel', 'stage_engine', 'stage_environment', 'execute_stage',
+           'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of', 'selection', 'close_mlflow_runs',
            'mark_interrupted', 'StageFailed', 'stage_variables', 'warm_kernel', 'finish_report', 'run_stage',
            'finished_reports', 'run_pipeline']
 
@@ -255,6 +255,35 @@ class WarmKernel:
         self.km.stop_clients()
         if self.km.has_kernel: _in_thread(self.km.shutdown_kernel(now=True))
 
+# %% ../nbs/70_pipeline.ipynb #3b0b2ba2
+import functools
+
+@functools.cache
+def stage_engine(every:float=5, # least seconds between two writes while the notebook runs
+                )->str:
+    "The name of papermill's nbclient engine, registered with writes of the running notebook at most every `every` seconds."
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+
+    class SparseWrites(NotebookExecutionManager):
+        "Papermill's execution manager, skipping a write that comes within `every` seconds of the last, until the notebook ends."
+        ended = False
+        def save(self, **kwargs):
+            if self.ended or (self.now() - self.last_save_time).total_seconds() >= every: super().save(**kwargs)
+        def notebook_complete(self, **kwargs):
+            self.ended = True
+            super().notebook_complete(**kwargs)
+
+    class StageEngine(NBClientEngine):
+        "Papermill's nbclient engine, with the execution manager it is handed made a `SparseWrites` (the same object, one method changed)."
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            nb_man.__class__ = SparseWrites
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register(name := f'mlops-nb-{every:g}s', StageEngine)
+    return name
+
+
 # %% ../nbs/70_pipeline.ipynb #3586ecad
 @contextmanager
 def stage_environment(**values):
@@ -280,7 +309,8 @@ def execute_stage(nb_path:Path, # the stage notebook
     km = warm.take() if warm else None
     try:
         pm.execute_notebook(stage_program(nb_path), str(out_path), parameters=params, cwd=str(cwd), progress_bar=False, log_output=False,
-                            kernel_name='python3', kernel_manager_class=ProjectKernelManager, execution_timeout=timeout, km=km)
+                            kernel_name='python3', kernel_manager_class=ProjectKernelManager, execution_timeout=timeout, km=km,
+                            engine_name=stage_engine())
     except PapermillExecutionError as e:
         return {'cell': e.exec_count, 'cell_index': e.cell_index, 'source': e.source.strip().splitlines()[0] if e.source.strip() else '',
                 'error': e.ename, 'message': e.evalue}

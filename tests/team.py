@@ -47,9 +47,12 @@ class TrackingServer:
         self.url, self.proc = f'http://127.0.0.1:{self.port}', None
 
     def start(self):
+        # Without job execution: mlops-nb uses none of MLflow's server jobs (GenAI scorers and optimizers), which start a job runner and
+        # seven task consumers beside the server, 10 CPU-seconds at each start.
         self.proc = subprocess.Popen([BIN/'mlflow', 'server', '--backend-store-uri', self.backend, '--artifacts-destination', str(self.artifacts),
                                       '--host', '127.0.0.1', '--port', str(self.port), '--workers', '1'],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                     env={**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'})
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
