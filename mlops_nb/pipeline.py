@@ -15,12 +15,12 @@ from .core import (ConfigError, atomic_write, environment_info, file_digest, git
 from .report import quarantine_line, render_html, verdict_first, verdict_markdown, write_index
 
 # %% auto #0
-__all__ = ['STAGE_SECTION', 'FRESH', 'stage_order', 'downstream', 'program_cells', 'stage_program', 'notebook_digest',
-           'code_digest', 'digest_of', 'stage_key', 'current_alias', 'record_still_valid', 'earlier_runs',
-           'cache_decision', 'ProjectKernelManager', 'WarmKernel', 'stage_engine', 'stage_environment', 'execute_stage',
-           'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of', 'selection', 'close_mlflow_runs',
-           'mark_interrupted', 'StageFailed', 'stage_variables', 'warm_kernel', 'finish_report', 'run_stage',
-           'finished_reports', 'run_pipeline']
+__all__ = ['STAGE_SECTION', 'FRESH', 'WRITE_EVERY', 'stage_order', 'downstream', 'program_cells', 'stage_program',
+           'notebook_digest', 'code_digest', 'digest_of', 'stage_key', 'current_alias', 'record_still_valid',
+           'earlier_runs', 'cache_decision', 'ProjectKernelManager', 'WarmKernel', 'stage_engine', 'stage_environment',
+           'execute_stage', 'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of', 'selection',
+           'close_mlflow_runs', 'mark_interrupted', 'StageFailed', 'stage_variables', 'warm_kernel', 'finish_report',
+           'run_stage', 'finished_reports', 'run_pipeline']
 
 # %% ../nbs/70_pipeline.ipynb #f7180cd4
 def stage_order(cfg:dict # project configuration
@@ -258,17 +258,18 @@ class WarmKernel:
 # %% ../nbs/70_pipeline.ipynb #3b0b2ba2
 import functools
 
+WRITE_EVERY = 5  # least seconds between two writes of a stage notebook while it runs
+
 @functools.cache
-def stage_engine(every:float=5, # least seconds between two writes while the notebook runs
-                )->str:
-    "The name of papermill's nbclient engine, registered with writes of the running notebook at most every `every` seconds."
+def stage_engine()->str:
+    "The name of papermill's nbclient engine, registered with writes of the running notebook at most every `WRITE_EVERY` seconds."
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 
     class SparseWrites(NotebookExecutionManager):
-        "Papermill's execution manager, skipping a write that comes within `every` seconds of the last, until the notebook ends."
+        "Papermill's execution manager, skipping a write within `WRITE_EVERY` seconds of the last, until the notebook ends."
         ended = False
         def save(self, **kwargs):
-            if self.ended or (self.now() - self.last_save_time).total_seconds() >= every: super().save(**kwargs)
+            if self.ended or (self.now() - self.last_save_time).total_seconds() >= WRITE_EVERY: super().save(**kwargs)
         def notebook_complete(self, **kwargs):
             self.ended = True
             super().notebook_complete(**kwargs)
@@ -280,9 +281,8 @@ def stage_engine(every:float=5, # least seconds between two writes while the not
             nb_man.__class__ = SparseWrites
             return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
 
-    papermill_engines.register(name := f'mlops-nb-{every:g}s', StageEngine)
-    return name
-
+    papermill_engines.register('mlops-nb', StageEngine)
+    return 'mlops-nb'
 
 # %% ../nbs/70_pipeline.ipynb #3586ecad
 @contextmanager
