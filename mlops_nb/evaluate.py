@@ -38,15 +38,19 @@ def metrics(task:str, # classification or regression
             'f1': round(f1_score(y, pred >= threshold, zero_division=0), 4)}
 
 # %% ../nbs/30_evaluate.ipynb #5d0a857c
+def _number(x:float)->str: return str(int(x)) if float(x).is_integer() else repr(float(x))
+
 def slice_keys(df:pl.DataFrame, # holdout features
                column:str, # the column that defines the slices
               )->pl.Series:
-    "Each row's slice within `column`: its value, or its quartile band for a numeric column with many values."
+    "Each row's slice within `column`: its value, or its quartile band, such as `(25, 50]`, for a numeric column with many values."
     s = df[column]
-    if s.dtype.is_numeric() and s.n_unique() > 12:
-        edges = sorted(set(s.quantile(q) for q in (.25, .5, .75)))
-        return s.cut(edges).cast(pl.String).alias(column)
-    return s.cast(pl.String).alias(column)
+    if not (s.dtype.is_numeric() and s.n_unique() > 12): return s.cast(pl.String).alias(column)
+    edges = sorted(set(s.quantile(q) for q in (.25, .5, .75)))
+    bounds = ['-inf', *map(_number, edges), 'inf']
+    bands = np.array([f'({a}, {b}]' for a, b in zip(bounds, bounds[1:])])
+    x = s.cast(pl.Float64).fill_nan(None)
+    return pl.Series(column, bands[np.searchsorted(edges, x.to_numpy(), side='left')]).set(x.is_null(), None)
 
 def slice_metrics(task:str, X, y, pred, columns:list, min_rows:int=200)->pl.DataFrame:
     "The main metric of every slice of `columns` with at least `min_rows` rows."
