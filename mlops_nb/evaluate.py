@@ -286,8 +286,11 @@ def evaluate_stage(ctx:StageContext # where the stage runs, with the gate's thre
     verdict['passed'] = all(c['passed'] for c in verdict['checks'])
     with mlflow.start_run(run_id=model_info['mlflow_run_id']):
         mlflow.log_metrics({f'holdout_{k}': v for k, v in scores['challenger'].items()})
-    return {'inputs': {'holdout': holdout['digest'], 'model': model_info['uri']},
-            'outputs': {'holdout_predictions_digest': predictions_digest(on_holdout['pred'])},
+    name, compared = ctx.cfg['mlflow']['model_name'], str(champ.version) if champ else None
+    return {'inputs': {'holdout': holdout['digest'], 'model': model_info['uri'],
+                       'champion': {'model': name, 'alias': 'champion', 'version': compared, 'own_model': model_info['uri']}},
+            'outputs': {'holdout_predictions_digest': predictions_digest(on_holdout['pred']),
+                        'gate': {'passed': verdict['passed'], 'champion': compared}},
             'task': task, 'scores': scores, 'slices': comparison['slices'].to_dicts(), 'behaviour': on_holdout['behaviour'],
             'champion_version': champ.version if champ else None, 'gate': verdict,
             'comparison': {'on': where, 'rows': comparison['rows'] if where else 0, 'note': note,

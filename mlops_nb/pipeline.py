@@ -16,11 +16,11 @@ from .report import quarantine_line, render_html, verdict_first, verdict_markdow
 
 # %% auto #0
 __all__ = ['STAGE_SECTION', 'FRESH', 'WRITE_EVERY', 'stage_order', 'downstream', 'program_cells', 'stage_program',
-           'notebook_digest', 'code_digest', 'digest_of', 'stage_key', 'current_alias', 'record_still_valid',
-           'earlier_runs', 'cache_decision', 'ProjectKernelManager', 'WarmKernel', 'stage_engine', 'stage_environment',
-           'execute_stage', 'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of', 'selection',
-           'close_mlflow_runs', 'mark_interrupted', 'StageFailed', 'stage_variables', 'warm_kernel', 'finish_report',
-           'run_stage', 'finished_reports', 'run_pipeline']
+           'notebook_digest', 'code_digest', 'digest_of', 'stage_key', 'current_alias', 'version_source',
+           'record_still_valid', 'earlier_runs', 'cache_decision', 'ProjectKernelManager', 'WarmKernel', 'stage_engine',
+           'stage_environment', 'execute_stage', 'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of',
+           'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed', 'stage_variables', 'warm_kernel',
+           'finish_report', 'run_stage', 'finished_reports', 'run_pipeline']
 
 # %% ../nbs/70_pipeline.ipynb #f7180cd4
 def stage_order(cfg:dict # project configuration
@@ -95,34 +95,53 @@ def stage_key(cfg:dict, stage:str, params:dict, records:dict, code:str, env:dict
 import sqlite3
 from contextlib import closing
 
+def _local_row(cfg:dict, sql:str, args:tuple)->tuple[bool, tuple|None]:
+    "`(True, row or None)` from the project's local SQLite registry, read-only; `(False, None)` when MLflow must be asked."
+    uri = cfg['mlflow']['tracking_uri']
+    if not uri.startswith('sqlite:///'): return False, None
+    path = Path(uri.removeprefix('sqlite:///'))
+    if not path.exists(): return True, None
+    try:
+        with closing(sqlite3.connect(f'{path.as_uri()}?mode=ro', uri=True)) as db: return True, db.execute(sql, args).fetchone()
+    except sqlite3.Error: return False, None
+
 def current_alias(cfg:dict, # project configuration
                   name:str, alias:str, # the registered model and its alias
                  )->str|None:
     "The version `name@alias` points at now, or None."
-    uri = cfg['mlflow']['tracking_uri']
-    if uri.startswith('sqlite:///'):
-        path = Path(uri.removeprefix('sqlite:///'))
-        if not path.exists(): return None
-        try:
-            with closing(sqlite3.connect(f'{path.as_uri()}?mode=ro', uri=True)) as db:
-                row = db.execute('select version from registered_model_aliases where name = ? and alias = ?', (name, alias)).fetchone()
-            return None if row is None else str(row[0])
-        except sqlite3.Error: pass
+    local, row = _local_row(cfg, 'select version from registered_model_aliases where name = ? and alias = ?', (name, alias))
+    if local: return None if row is None else str(row[0])
     from mlops_nb.register import alias_version, use_mlflow
     use_mlflow(cfg)
     return alias_version(name, alias)
 
+def version_source(cfg:dict, # project configuration
+                   name:str, version:str, # the model version
+                  )->str|None:
+    "The logged model (`models:/m-...`) that version `version` of `name` was registered from, or None."
+    local, row = _local_row(cfg, 'select source from model_versions where name = ? and version = ?', (name, int(version)))
+    if local: return None if row is None else row[0]
+    from mlflow import MlflowClient
+    from mlops_nb.register import use_mlflow
+    use_mlflow(cfg)
+    return MlflowClient().get_model_version(name, str(version)).source
+
 # %% ../nbs/70_pipeline.ipynb #84400c9d
+def _v(version:str|None)->str: return f'v{version}' if version else 'unset'
+
 def record_still_valid(record:dict, # an earlier result's record
                        cfg:dict|None=None, # the project's configuration, to check aliases the record depends on
                       )->str|None:
     "Why `record`'s result can no longer be reused (a source file changed, an alias moved, an output is gone), or None."
+    # An input `{'model', 'alias', 'version'}` holds while the alias points at `version`, or at a version of `own_model` when it names one.
     for name, inp in record.get('inputs', {}).items():
         if isinstance(inp, dict) and 'path' in inp:
             if not Path(inp['path']).exists() or file_digest(inp['path']) != inp['digest']: return f'source file changed: {name}'
         if isinstance(inp, dict) and 'alias' in inp and cfg:
-            if (now := current_alias(cfg, inp['model'], inp['alias'])) != inp['version']:
-                return f"{inp['model']}@{inp['alias']} moved: v{inp['version']} -> v{now}"
+            now = current_alias(cfg, inp['model'], inp['alias'])
+            own = now is not None and inp.get('own_model') and version_source(cfg, inp['model'], now) == inp['own_model']
+            if now != inp['version'] and not own:
+                return f"{inp['model']}@{inp['alias']} moved: {_v(inp['version'])} -> {_v(now)}"
     for name, out in record.get('outputs', {}).items():
         if isinstance(out, dict) and 'path' in out and not Path(out['path']).exists(): return f'output gone: {name}'
     return None

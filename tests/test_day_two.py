@@ -87,8 +87,12 @@ def test_the_next_run_the_next_batch_and_the_next_teammate(team_server, tmp_path
         assert any('vs champion' in r for r in refused['refused']), refused['refused']
         monitored = cli(a, server, 'monitor', batch(a, 2015, 'new-2015.csv'))
         assert monitored.returncode == 3 and 'ALERT [drift] new-2015' in monitored.stdout, monitored.stdout[-2000:] + monitored.stderr[-2000:]
-        again = cli(a, server, 'run')
+        again = cli(a, server, 'run')  # the first run's parameters again: its model, but today's champion is v2, so the gate runs again
         assert again.returncode == 0, again.stderr[-3000:]
+        why = {s['name']: s.get('why') for s in conftest.latest_manifest(a)['stages']}
+        assert why['train'] is None and why['evaluate'] == 'texas-median@champion moved: unset -> v2', why
+        assert str(record(a, '30_evaluate')['champion_version']) == '2'
+        assert record(a, '40_register')['metrics'] == {'version': 1, 'champion': 2, 'promoted': False}
         clone(b)
         shutil.copy(a/'contract.toml', b/'contract.toml')
         retrained = cli(b, server, 'monitor', batch(b, 2014, 'new-2014.csv'), '--retrain')
