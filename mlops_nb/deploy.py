@@ -155,7 +155,8 @@ def deploy_stage(ctx:StageContext # where the stage runs, with the parameters de
     example = pl.read_parquet(batch['path']).head(100).select(list(served.fields)).to_dicts()
     with Server(make_app(cfg, p['alias'], token, reload_seconds=3600)) as server:
         smoke = smoke_test(server.url, example, token, p['smoke_requests'])
-    previous = next((d['version'] for d in reversed(deployments(cfg)) if d.get('event') == 'deploy stage'), None)
+    last = next((d['version'] for d in reversed(deployments(cfg)) if d.get('event') == 'deploy stage'), None)
+    previous = last if last != served.version else None  # redeploying the same version replaces nothing
     entry = {'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'event': 'deploy stage', 'model': served.name, 'alias': p['alias'],
              'version': served.version, 'replaced': previous, 'run_id': ctx.run_id, 'smoke_passed': all(c['passed'] for c in smoke['cases']),
              'authenticated': token is not None}
@@ -168,5 +169,5 @@ def deploy_stage(ctx:StageContext # where the stage runs, with the parameters de
                         'rows_quarantined': scored['quarantined'], **{f'latency_{k}_ms': v for k, v in smoke['latency_ms'].items()}},
             'verdict': {'status': 'deployed', 'summary': f"{served.name} v{served.version} ({p['alias']}) deployed and smoke-tested "
                         f"({len(smoke['cases'])} cases passed, p99 {smoke['latency_ms']['p99']} ms); {scored['scored']:,} rows of "
-                        f"{batch['name']} scored" + (f"; replaced v{previous}" if previous and previous != served.version else ''),
+                        f"{batch['name']} scored" + (f"; replaced v{previous}" if previous else ''),
                         'reasons': [f"empty batch{'es' if len(empty) > 1 else ''} not scored: {', '.join(empty)}"] if empty else []}}
