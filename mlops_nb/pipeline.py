@@ -15,12 +15,12 @@ from .core import (ConfigError, atomic_write, environment_info, file_digest, git
 from .report import quarantine_line, render_html, verdict_first, verdict_markdown, write_index
 
 # %% auto #0
-__all__ = ['STAGE_SECTION', 'FRESH', 'WRITE_EVERY', 'stage_order', 'downstream', 'program_cells', 'stage_program',
-           'notebook_digest', 'code_digest', 'digest_of', 'stage_key', 'current_alias', 'version_source',
-           'record_still_valid', 'earlier_runs', 'cache_decision', 'ProjectKernelManager', 'WarmKernel', 'stage_engine',
-           'stage_environment', 'execute_stage', 'SecretLeak', 'scrub_secrets', 'RunLocked', 'run_lock', 'upstream_of',
-           'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed', 'stage_variables', 'warm_kernel',
-           'finish_report', 'run_stage', 'finished_reports', 'run_pipeline']
+__all__ = ['STAGE_SECTION', 'SHAPING', 'FRESH', 'WRITE_EVERY', 'stage_order', 'downstream', 'upstream_of', 'program_cells',
+           'stage_program', 'notebook_digest', 'code_digest', 'digest_of', 'stage_key', 'current_alias',
+           'version_source', 'record_still_valid', 'earlier_runs', 'cache_decision', 'ProjectKernelManager',
+           'WarmKernel', 'stage_engine', 'stage_environment', 'execute_stage', 'SecretLeak', 'scrub_secrets',
+           'RunLocked', 'run_lock', 'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed',
+           'stage_variables', 'warm_kernel', 'finish_report', 'run_stage', 'finished_reports', 'run_pipeline']
 
 # %% ../nbs/70_pipeline.ipynb #f7180cd4
 def stage_order(cfg:dict # project configuration
@@ -45,6 +45,14 @@ def downstream(cfg:dict, stage:str)->list[str]:
     for name in stage_order(cfg):
         if set(cfg['stages'][name]['needs']) & out: out.add(name)
     return [n for n in stage_order(cfg) if n in out]
+
+def upstream_of(cfg:dict, stage:str)->set:
+    "Every stage that `stage` needs, directly or not."
+    out, todo = set(), list(cfg['stages'][stage]['needs'])
+    while todo:
+        n = todo.pop()
+        if n not in out: out.add(n); todo += cfg['stages'][n]['needs']
+    return out
 
 # %% ../nbs/70_pipeline.ipynb #26e844e7
 STAGE_SECTION = '## Run as a stage'
@@ -86,10 +94,18 @@ def digest_of(obj)->str:
     "SHA-256 of `obj` as canonical JSON."
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
-def stage_key(cfg:dict, stage:str, params:dict, records:dict, code:str, env:dict)->dict:
-    "What a stage's result depends on: notebook, code, environment, parameters and upstream outputs."
+SHAPING = ('inputs', 'outputs', 'schema')  # the parts of an upstream record that shape what a stage reads
+
+def stage_key(cfg:dict, stage:str, # the project's configuration and the stage
+              values:dict, # stage -> its resolved parameters
+              records:dict, # stage -> the record each stage it needs wrote in this run
+              code:str, # the package's digest, `code_digest()`
+              env:dict, # the run's environment, `environment_info()`
+             )->dict:
+    "What a stage's result depends on: notebook, code, environment, its own and every upstream stage's parameters, upstream records."
     return {'notebook': notebook_digest(stage_notebook(cfg, stage)), 'code': code, 'environment': digest_of(env['packages']),
-            'params': params, 'inputs': {n: digest_of(records[n].get('outputs', {})) for n in cfg['stages'][stage]['needs']}}
+            'params': values[stage], 'upstream': {n: values[n] for n in sorted(upstream_of(cfg, stage))},
+            'inputs': {n: digest_of({k: records[n].get(k) for k in SHAPING}) for n in cfg['stages'][stage]['needs']}}
 
 # %% ../nbs/70_pipeline.ipynb #4875755b
 import sqlite3
@@ -156,13 +172,18 @@ def earlier_runs(runs_dir:Path|str)->list[dict]:
         if isinstance(m, dict) and isinstance(m.get('stages'), list) and 'run_id' in m: out.append(m)
     return out
 
+def _changed(new:dict, old:dict)->list[str]: return sorted(n for n in set(new) | set(old) if new.get(n) != old.get(n))
+
 def _differences(key, old):
     "What differs between two stage keys, in words."
     out = [f'{k} changed' for k in ('notebook', 'code', 'environment') if key[k] != old.get(k)]
-    params = sorted(n for n in set(key['params']) | set(old.get('params', {})) if key['params'].get(n) != old.get('params', {}).get(n))
-    if params: out.append(f"parameters changed: {', '.join(params)}")
-    inputs = sorted(n for n in key['inputs'] if key['inputs'][n] != old.get('inputs', {}).get(n))
-    if inputs: out.append(f"input changed: {', '.join(inputs)}")
+    if params := _changed(key['params'], old.get('params', {})): out.append(f"parameters changed: {', '.join(params)}")
+    if 'upstream' not in old: out.append('upstream parameters not recorded by the earlier run')
+    else:
+        ups = [f'{s}.{n}' for s in _changed(key['upstream'], old['upstream']) for n in
+               _changed(key['upstream'].get(s, {}), old['upstream'].get(s, {}))]
+        if ups: out.append(f"upstream parameters changed: {', '.join(ups)}")
+    if inputs := _changed(key['inputs'], old.get('inputs', {})): out.append(f"input changed: {', '.join(inputs)}")
     return out
 
 def cache_decision(runs:list[dict], # earlier manifests, newest first
@@ -171,12 +192,14 @@ def cache_decision(runs:list[dict], # earlier manifests, newest first
                    cfg:dict|None=None, # the project's configuration, to check aliases
                   )->tuple:
     "`((run id, folder), None)` for a reusable earlier result of `stage`, else `(None, why it must run)`."
-    latest = None
+    latest = done = None
     for m in runs:
         entry = next((s for s in m['stages'] if s['name'] == stage and 'key' in s), None)
         if entry is None: continue
         latest = latest or entry
-        if entry['status'] not in ('ran', 'cached') or _differences(key, entry['key']): continue
+        if entry['status'] not in ('ran', 'cached'): continue
+        done = done or entry
+        if _differences(key, entry['key']): continue
         source = entry.get('cached_from') or m['run_id']
         record_path = runs_dir/m['run_id']/f"{Path(entry['notebook']).stem}.json"
         if not record_path.exists(): continue
@@ -184,8 +207,9 @@ def cache_decision(runs:list[dict], # earlier manifests, newest first
         if stale: return None, stale
         return (source, runs_dir/m['run_id']), None
     if latest is None: return None, 'no earlier run'
-    diffs = _differences(key, latest['key'])
-    return None, '; '.join(diffs) if diffs else f"previous attempt {latest['status']}"
+    why = [f"previous attempt {latest['status']}"] * (latest['status'] not in ('ran', 'cached'))
+    why += _differences(key, done['key']) if done else []
+    return None, '; '.join(why) or ("the earlier result's record is gone" if done else 'no earlier successful run')
 
 # %% ../nbs/70_pipeline.ipynb #98583f18
 from jupyter_client.kernelspec import KernelSpec
@@ -380,14 +404,6 @@ def _save(run_dir, manifest, secrets):
     write_index(run_dir, manifest)
 
 # %% ../nbs/70_pipeline.ipynb #d006ea22
-def upstream_of(cfg:dict, stage:str)->set:
-    "Every stage that `stage` needs, directly or not."
-    out, todo = set(), list(cfg['stages'][stage]['needs'])
-    while todo:
-        n = todo.pop()
-        if n not in out: out.add(n); todo += cfg['stages'][n]['needs']
-    return out
-
 def selection(cfg:dict, only:str|None=None, start:str|None=None, force:bool=False)->dict:
     "Stage -> 'run' (decided by the cache), 'force', 'reuse' (must come from the cache) or 'skip'."
     for n in (only, start):
@@ -532,7 +548,7 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
                 entry, tag = manifest['stages'][i - 1], f'[{i}/{len(plan)}] {name:<10}'
                 if how == 'skip':
                     entry['status'] = 'not selected'; continue
-                key = stage_key(cfg, name, values[name], records, manifest['code_digest'], manifest['environment'])
+                key = stage_key(cfg, name, values, records, manifest['code_digest'], manifest['environment'])
                 hit, why = cache_decision(runs, runs_dir, name, key, cfg)
                 if how == 'force': hit, why = None, 'forced'
                 if how == 'reuse' and hit is None:

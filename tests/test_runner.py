@@ -88,3 +88,32 @@ def test_a_second_concurrent_run_is_refused_and_can_wait(project, capsys):
     assert first.wait(timeout=120) == 0
     runs = sorted(p for p in (project/'runs').iterdir() if p.is_dir())
     assert [json.loads((r/'manifest.json').read_text())['status'] for r in runs] == ['ok', 'ok']
+
+def changed_value(value):
+    "A different value of the same type."
+    if isinstance(value, bool): return not value
+    if isinstance(value, (int, float)): return value * 2 + 1
+    if isinstance(value, str): return value + 'x'
+    if isinstance(value, list): return [*value, 'x']
+    return {**value, 'x': 1}
+
+def test_every_data_and_train_parameter_reruns_every_stage_downstream_of_it():
+    "The cache property: a changed setting re-runs its stage and every stage that depends on it, even where no data digest moves."
+    from mlops_nb.core import load_config, resolve_params
+    from mlops_nb.pipeline import cache_decision, downstream, stage_key, stage_order
+    cfg = load_config(Path(__file__).parent.parent)
+    values = resolve_params(cfg)
+    records = {n: {'inputs': {'file': 'same'}, 'outputs': {'snapshot': 'same'}, 'schema': {'features': ['same']}} for n in stage_order(cfg)}
+    keys = lambda v: {n: stage_key(cfg, n, v, records, 'code', {'packages': {}}) for n in stage_order(cfg)}
+    before = keys(values)
+    runs = [{'run_id': 'r1', 'stages': [{'name': n, 'notebook': cfg['stages'][n]['notebook'], 'status': 'ran', 'key': k} for n, k in before.items()]}]
+    checked = 0
+    for stage in ('data', 'train'):
+        for name, value in values[stage].items():
+            after = keys({**values, stage: {**values[stage], name: changed_value(value)}})
+            for later in downstream(cfg, stage):
+                hit, why = cache_decision(runs, Path('/nonexistent'), later, after[later])
+                assert hit is None and f'{stage}.{name}' in why or (later == stage and name in why), (stage, name, later, why)
+                checked += 1
+            for other in set(stage_order(cfg)) - set(downstream(cfg, stage)): assert after[other] == before[other], (stage, name, other)
+    assert checked > 100
