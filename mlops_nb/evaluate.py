@@ -18,12 +18,13 @@ from .core import StageContext
 from .train import TRAINING_DATA, labelled, predict, predictions_digest, run_artifact, score, use_mlflow
 
 # %% auto #0
-__all__ = ['MAIN_METRIC', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks', 'champion_version', 'row_keys',
-           'training_keys', 'rows_learned', 'monitoring_experiment', 'monitored_batches', 'newer_labelled', 'compare',
-           'comparable', 'gate', 'gate_verdict', 'evaluate_stage']
+__all__ = ['MAIN_METRIC', 'PROPER_SCORES', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks', 'champion_version',
+           'row_keys', 'training_keys', 'rows_learned', 'monitoring_experiment', 'monitored_batches', 'newer_labelled',
+           'own_features', 'compare', 'comparable', 'gate', 'gate_verdict', 'evaluate_stage']
 
 # %% ../nbs/30_evaluate.ipynb #4928ac82
 MAIN_METRIC = {'classification': 'roc_auc', 'regression': 'r2'}
+PROPER_SCORES = {'classification': ('log_loss', 'brier'), 'regression': ('mae', 'rmse')}  # lower is better; a constant sets the bar
 
 def metrics(task:str, # classification or regression
             y:np.ndarray, # true labels (0/1) or values
@@ -157,6 +158,16 @@ def _side_by_side(ch:pl.DataFrame, champ:pl.DataFrame|None, metric:str)->pl.Data
     if champ is None: return out.with_columns(pl.lit(None, pl.Float64).alias('champion'))
     return out.join(champ.select('slice', pl.col(metric).alias('champion')), on='slice', how='left')
 
+def own_features(model, # a fitted pipeline
+                 df:pl.DataFrame, # the rows to score
+                 schema:dict, # the data record's schema
+                 X, # the labelled rows' features as the schema names them
+                ):
+    "The labelled rows' features as `model` learned them: a champion trained before a column was excluded still needs it."
+    names = list(getattr(model, 'feature_names_in_', X.columns))
+    if names == list(X.columns): return X
+    return df.filter(pl.col(schema['target']).is_not_null()).select(names).to_pandas()
+
 def compare(challenger, # the challenger model
             champion, # the champion model, or None
             df:pl.DataFrame, # the rows to score both on
@@ -170,7 +181,7 @@ def compare(challenger, # the challenger model
     cols = [c for c in p['slices'] if c in X.columns] or schema['categorical']
     scores, champ_slices = {'challenger': metrics(task, y, pred, p['threshold'])}, None
     if champion is not None:
-        champ_pred = predict(champion, X)
+        champ_pred = predict(champion, own_features(champion, df, schema, X))
         scores['champion'] = metrics(task, y, champ_pred, p['threshold'])
         champ_slices = slice_metrics(task, X, y, champ_pred, cols, p['min_slice_rows'])
     behaviour = behaviour_checks(challenger, X, y, {c: w for c, w in p['directional'].items() if c in X.columns})
@@ -199,11 +210,15 @@ def gate(task:str, # classification or regression
          max_slice_drop:float, # largest drop of the main metric allowed in any slice
          holdout:dict|None=None, # the challenger's holdout metrics, for the minimum, when the comparison is on other data
          compared_on:str='the holdout', # the data the comparison is on, for the reasons
+         baseline:dict|None=None, # the constant baseline's metrics where the minimum is checked: every proper score must beat it
         )->dict:
     "The gate's verdict, `passed`, and one line per check."
-    m = MAIN_METRIC[task]
-    c, h = challenger[m], (holdout or challenger)[m]
+    m, own = MAIN_METRIC[task], holdout or challenger
+    c, h = challenger[m], own[m]
     checks = [(h >= minimum, f"{m} {h:.4f} on the holdout {'>=' if h >= minimum else '<'} minimum {minimum:.4f}")]
+    checks += [(own[k] < baseline[k], f"{k} {own[k]:.4f} {'<' if own[k] < baseline[k] else '>='} the constant baseline's {baseline[k]:.4f}"
+                                      f"{'' if own[k] < baseline[k] else ': no better than predicting one value for every row'}")
+               for k in PROPER_SCORES[task] if baseline]
     if champion:
         drop = champion[m] - c
         rel = drop / abs(champion[m]) if champion[m] else 0.0
@@ -281,7 +296,8 @@ def evaluate_stage(ctx:StageContext # where the stage runs, with the gate's thre
             if where == 'the holdout': scores['champion'] = comparison['scores']['champion']
     verdict = gate(task, comparison['scores']['challenger'], comparison['scores'].get('champion'), comparison['slices'],
                    train['leakage']['findings'], on_holdout['behaviour'], p['min_roc_auc'] if task == 'classification' else p['min_r2'],
-                   p['max_drop'], p['max_relative_drop'], p['max_slice_drop'], scores['challenger'], where or 'the holdout')
+                   p['max_drop'], p['max_relative_drop'], p['max_slice_drop'], scores['challenger'], where or 'the holdout',
+                   scores['baseline'] if p['beat_baseline'] else None)
     if note: verdict['checks'].insert(1, {'passed': where is not None, 'reason': note})
     verdict['passed'] = all(c['passed'] for c in verdict['checks'])
     with mlflow.start_run(run_id=model_info['mlflow_run_id']):

@@ -6,12 +6,13 @@
 from __future__ import annotations
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from .core import StageContext, git_state, write_json
-from .evaluate import MAIN_METRIC, comparable, compare, gate, row_keys
+from .evaluate import MAIN_METRIC, comparable, compare, gate, metrics, row_keys
 from .register import lineage_tags, register_version
-from .train import fit_and_log
+from .train import fit_and_log, labelled
 
 # %% auto #0
 __all__ = ['should_retrain', 'training_window', 'retrain']
@@ -60,9 +61,11 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
             'mlops_nb.trigger': trigger[:500], 'mlops_nb.report': str(report)}
     fit = fit_and_log(cfg, schema, data, snapshot, {**settings, 'search_iterations': 0}, tags, f'retrain-{run_id}-{name}', contract)
     c = compare(fit['model'], champion['model'], batch, schema, gate_params)
+    constant = metrics(task, c['y'], np.full(c['rows'], labelled(data, schema)[1].mean()), gate_params['threshold'])
     verdict = gate(task, c['scores']['challenger'], c['scores']['champion'], c['slices'], fit['leakage']['findings'], c['behaviour'],
                    gate_params['min_roc_auc'] if task == 'classification' else gate_params['min_r2'], gate_params['max_drop'],
-                   gate_params['max_relative_drop'], gate_params['max_slice_drop'], compared_on=f'batch {name}')
+                   gate_params['max_relative_drop'], gate_params['max_slice_drop'], compared_on=f'batch {name}',
+                   baseline=constant if gate_params['beat_baseline'] else None)
     record = write_json(Path(run_dir)/f'retrain-{name}.json', {'batch': name, 'trigger': trigger, 'windows': [n for n, _ in used], 'training_data': snapshot,
                         'champion_version': champion['version'], 'scores': c['scores'], 'slices': c['slices'].to_dicts(),
                         'behaviour': c['behaviour'], 'leakage': fit['leakage']['findings'], 'gate': verdict})

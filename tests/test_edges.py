@@ -88,7 +88,7 @@ def test_a_retrained_model_meets_the_same_leakage_checks_as_the_first(tmp_path):
     settings = {'estimator': 'hist_gradient_boosting', 'hyperparameters': {'max_iter': 50, 'learning_rate': 0.1, 'max_leaf_nodes': 15, 'l2_regularization': 0.0},
                 'seed': 0, 'leakage_threshold': 0.95, 'leakage_exact': 0.99}
     gate = {'threshold': 0.5, 'slices': [], 'min_slice_rows': 100, 'directional': {}, 'min_roc_auc': 0.6, 'min_r2': 0.0, 'max_drop': 0.01,
-            'max_relative_drop': 0.02, 'max_slice_drop': 0.05, 'min_compare_rows': 200}
+            'max_relative_drop': 0.02, 'max_slice_drop': 0.05, 'min_compare_rows': 200, 'beat_baseline': True}
     constant = type('Constant', (), {'predict': lambda self, X: np.full(len(X), 15.0)})()
     result = retrain(cfg, 'leak', tmp_path/'leak', schema, [('m0', month(0)), ('m1', month(1))], ('m2', month(2)), {'model': constant, 'version': '0'},
                      settings, gate, 'drift', 'test')

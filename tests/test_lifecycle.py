@@ -169,14 +169,14 @@ def test_diff_names_the_changed_parameters_verdicts_and_metric_deltas_of_the_las
     r = cli(root, 'diff')
     assert r.returncode == 0, r.stderr
     rows = {tuple(line.split()[:2]): line for line in r.stdout.splitlines()[2:]}
-    assert rows[('parameter', 'train.max_iter')].split()[2:5] == ['200', '3', '-197']
+    assert rows[('parameter', 'train.max_iter')].split()[2:5] == ['100', '3', '-97']
     assert ('parameter', 'train.learning_rate') in rows and ('parameter', 'evaluate.min_roc_auc') not in rows
     assert rows[('verdict', 'evaluate')].split()[2:4] == ['passed', 'refused']
     a, b = map(float, rows[('metric', 'evaluate.holdout_roc_auc')].split()[2:4])
     assert b < a and f"{b - a:+.4g}" in rows[('metric', 'evaluate.holdout_roc_auc')]
     assert [name for kind, name in rows if kind == 'digest'] == ['evaluate.output.holdout_predictions_digest'], 'same data, other predictions'
     md = cli(root, 'diff', '--markdown')
-    assert md.stdout.startswith('### mlops-nb diff: ') and '| parameter | train.max_iter | 200 | 3 | -197 |' in md.stdout
+    assert md.stdout.startswith('### mlops-nb diff: ') and '| parameter | train.max_iter | 100 | 3 | -97 |' in md.stdout
     first, last = manifest(root, 0)['run_id'], manifest(root, -1)['run_id']
     assert cli(root, 'diff', first[-6:], last).stdout.splitlines()[2].split()[2:4] == [first, last]
     wrong = cli(root, 'diff', 'no-such-run')
