@@ -2,7 +2,7 @@
 import importlib.util, json, shutil, tarfile
 from pathlib import Path
 
-from conftest import cli
+from conftest import cli, latest_manifest
 
 
 def package_file(package:str, *parts:str)->Path:
@@ -81,3 +81,13 @@ def test_a_target_that_is_the_sum_of_two_columns_is_refused_by_the_gate(tmp_path
     assert r['register']['champion']['after'] is None
     assert r['deploy']['nothing_to_serve'].startswith('nothing to serve: doctor-medecine has no champion yet')
     assert r['monitor']['timeline'] and r['monitor']['outputs']['champion'] is None
+    # the person does what the refusal says: the two columns known only with the outcome are excluded, and the next run learns without them
+    (root/'mlops.toml').write_text((root/'mlops.toml').read_text().replace('exclude = []', 'exclude = ["prescrib", "nonpresc"]'))
+    again = cli(root, 'run')
+    assert again.returncode == 0, again.stderr[-3000:]
+    why = {s['name']: (s['status'], s.get('why')) for s in latest_manifest(root)['stages']}
+    assert why['train'][0] == 'ran' and why['train'][1].startswith('upstream parameters changed: data.exclude'), why
+    r = records(root)
+    assert {'prescrib', 'nonpresc'}.isdisjoint(r['data']['schema']['numeric']) and not r['train']['leakage']['findings']
+    assert r['evaluate']['gate']['passed'], r['evaluate']['gate']
+    assert r['register']['champion'] == {'before': None, 'after': '2'} and r['deploy']['deployment']['smoke_passed']
