@@ -4,6 +4,7 @@
 
 # %% ../nbs/11_contract.ipynb #fc74b9ba
 from __future__ import annotations
+import hashlib, json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,8 +20,9 @@ except ModuleNotFoundError: import tomli as tomllib
 # %% auto #0
 __all__ = ['TEXT_TYPES', 'ROLES', 'CONTRACT_HEADER', 'COLUMN_KEYS', 'EXPECTED_KEYS', 'DATASET_KEYS', 'BATCH_CHECKS', 'parse_as',
            'polars_type', 'type_name', 'DataContractError', 'infer_text_type', 'infer_column', 'infer_contract',
-           'write_contract', 'check_contract', 'read_contract', 'column_checks', 'reason_text', 'departure_checks',
-           'plural', 'Validation', 'plan_validation', 'judge_validation', 'validate', 'validate_file']
+           'write_contract', 'check_contract', 'read_contract', 'contract_digest', 'stamp_inference',
+           'outdated_inference', 'column_checks', 'reason_text', 'departure_checks', 'plural', 'Validation',
+           'plan_validation', 'judge_validation', 'validate', 'validate_file']
 
 # %% ../nbs/11_contract.ipynb #8d9c2984
 TEXT_TYPES = ('Boolean', 'Int64', 'Float64', 'Datetime', 'String')
@@ -120,7 +122,8 @@ def infer_contract(batches:list[pl.DataFrame], # the reference window's batches,
 # %% ../nbs/11_contract.ipynb #81e816e6
 CONTRACT_HEADER = '''# Data contract: what every batch of this dataset must look like.
 # Inferred by mlops_nb from the reference window; now yours to review, edit and commit.
-# mlops_nb never overwrites this file unless asked (data parameter reinfer_contract = true).
+# mlops_nb infers it again only while nobody has edited it and the data settings that shaped it changed
+#   ([dataset.inferred_for] says which), or when asked (data parameter reinfer_contract = true).
 # Rules (a row that breaks one is quarantined with its reason): dtype, required (no nulls),
 #   unique (ids), min/max (numbers), categories with strict = true (text), ignored (carried, never checked).
 # Batch rules: max_null_rate per column; in [dataset], max_quarantined_share, rows_min/rows_max.
@@ -129,8 +132,8 @@ CONTRACT_HEADER = '''# Data contract: what every batch of this dataset must look
 '''
 COLUMN_KEYS = {'dtype', 'required', 'max_null_rate', 'min', 'max', 'categories', 'strict', 'unique', 'ignored', 'expected'}
 EXPECTED_KEYS = {'min', 'max', 'max_null_rate', 'categories'}
-DATASET_KEYS = {'source', 'target', 'time_column', 'time_parts', 'id_column', 'inferred_at', 'max_quarantined_share', 'rows_min', 'rows_max',
-                'expected'}
+DATASET_KEYS = {'source', 'target', 'time_column', 'time_parts', 'id_column', 'inferred_at', 'inferred_for', 'max_quarantined_share', 'rows_min',
+                'rows_max', 'expected'}
 
 def write_contract(path:Path|str, contract:dict, overwrite:bool=False)->bool:
     "Write `contract` as TOML unless a file is already there (or `overwrite`); whether it wrote."
@@ -164,6 +167,26 @@ def read_contract(path:Path|str)->dict:
     try: contract = tomllib.loads(Path(path).read_text())
     except tomllib.TOMLDecodeError as e: raise DataContractError(f"{path} is not valid TOML: {e}") from None
     return check_contract(contract, str(path))
+
+# %% ../nbs/11_contract.ipynb #8df6759c
+def contract_digest(contract:dict # a parsed contract
+                   )->str:
+    "SHA-256 of a contract's rules and expectations, leaving out the record of its inference."
+    dataset = {k: v for k, v in contract['dataset'].items() if k != 'inferred_for'}
+    return hashlib.sha256(json.dumps({'dataset': dataset, 'columns': contract['columns']}, sort_keys=True, default=str).encode()).hexdigest()
+
+def stamp_inference(contract:dict, # a contract just inferred
+                    settings:str, # digest of the data settings it was inferred for
+                   )->dict:
+    "`contract` marked with the settings it was inferred for and the digest of its rules as inferred."
+    return {**contract, 'dataset': {**contract['dataset'], 'inferred_for': {'settings': settings, 'rules': contract_digest(contract)}}}
+
+def outdated_inference(contract:dict, # a parsed contract
+                       settings:str, # digest of today's data settings
+                      )->bool:
+    "Whether `contract` was inferred for other settings and nobody has edited its rules since."
+    mark = contract['dataset'].get('inferred_for')
+    return bool(mark) and mark.get('rules') == contract_digest(contract) and mark.get('settings') != settings
 
 # %% ../nbs/11_contract.ipynb #ea61fe99
 def column_checks(name:str, # column name

