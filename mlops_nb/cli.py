@@ -182,10 +182,11 @@ def commands()->set[str]:
 def init(args)->int:
     "Write mlops.toml for the user's data file; its exit code."
     from mlops_nb.data import init_config
+    from mlops_nb.train import alone_predicts
     root = Path(args.root or '.').resolve()
     path = root/'mlops.toml'
     if path.exists() and not args.force: raise ConfigError(f"{path} exists already: edit it, or pass --force to replace it")
-    path.write_text(init_config(args.source, root))
+    path.write_text(init_config(args.source, root, leak_check=alone_predicts))
     print(path.read_text())
     print(f"wrote {path}: review it, then run `mlops-nb run`")
     return 0

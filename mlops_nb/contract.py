@@ -18,23 +18,25 @@ try: import tomllib
 except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
-__all__ = ['TEXT_TYPES', 'ROLES', 'CONTRACT_HEADER', 'COLUMN_KEYS', 'EXPECTED_KEYS', 'DATASET_KEYS', 'BATCH_CHECKS', 'parse_as',
-           'polars_type', 'type_name', 'DataContractError', 'infer_text_type', 'infer_column', 'infer_contract',
-           'write_contract', 'check_contract', 'read_contract', 'contract_digest', 'stamp_inference',
-           'outdated_inference', 'column_checks', 'reason_text', 'departure_checks', 'plural', 'Validation',
-           'plan_validation', 'judge_validation', 'validate', 'validate_file']
+__all__ = ['TEXT_TYPES', 'DATETIME_FORMATS', 'ROLES', 'CONTRACT_HEADER', 'COLUMN_KEYS', 'EXPECTED_KEYS', 'DATASET_KEYS',
+           'BATCH_CHECKS', 'parse_as', 'polars_type', 'type_name', 'DataContractError', 'datetime_format',
+           'infer_text_type', 'infer_column', 'infer_contract', 'write_contract', 'check_contract', 'read_contract',
+           'contract_digest', 'stamp_inference', 'outdated_inference', 'column_checks', 'reason_text',
+           'departure_checks', 'plural', 'Validation', 'plan_validation', 'judge_validation', 'validate',
+           'validate_file']
 
 # %% ../nbs/11_contract.ipynb #8d9c2984
 TEXT_TYPES = ('Boolean', 'Int64', 'Float64', 'Datetime', 'String')
 
 def parse_as(expr:pl.Expr, # a string expression
              dtype:str, # a contract type name
+             fmt:str|None=None, # a date/time's strftime format; None lets polars infer it
             )->pl.Expr:
     "`expr` parsed into `dtype`; values that do not parse become null."
     s = expr.str.strip_chars()
     if dtype == 'Boolean':
         return s.str.to_lowercase().replace_strict({'true': True, 'false': False}, default=None, return_dtype=pl.Boolean)
-    if dtype in ('Datetime', 'Date'): return s.str.to_datetime(strict=False, time_unit='us').cast(polars_type(dtype))
+    if dtype in ('Datetime', 'Date'): return s.str.to_datetime(fmt or None, strict=False, time_unit='us').cast(polars_type(dtype))
     if dtype == 'String': return expr
     return s.cast(polars_type(dtype), strict=False)
 
@@ -52,6 +54,34 @@ def type_name(dtype:pl.DataType)->str:
 
 class DataContractError(ValueError): "Data that breaks its contract, or a contract that cannot be used."
 
+# %% ../nbs/11_contract.ipynb #a31d0f1c
+DATETIME_FORMATS = ('%m/%d/%Y %H:%M:%S', '%m/%d/%Y %H:%M', '%m/%d/%Y', '%m/%d/%y %H:%M:%S', '%m/%d/%y %H:%M', '%m/%d/%y',
+                    '%d/%m/%Y %H:%M:%S', '%d/%m/%Y %H:%M', '%d/%m/%Y', '%d/%m/%y %H:%M:%S', '%d/%m/%y %H:%M', '%d/%m/%y',
+                    '%d.%m.%Y %H:%M', '%d.%m.%Y', '%Y/%m/%d %H:%M:%S', '%Y/%m/%d %H:%M', '%Y/%m/%d', '%b %d %Y', '%d %b %Y', '%B %d, %Y',
+                    '%d-%b-%Y', '%d-%b-%y', '%Y%m%d%H%M', '%Y%m%d')  # month first before day first: the reading taken on a tie
+
+def _read(values:pl.Series, fmt:str|None)->pl.Series:
+    "`values` read as dates with `fmt`; a year outside 1800-2200 (`%Y` taking '13' as the year 13) counts as not read."
+    t = pl.select(parse_as(pl.lit(values), 'Datetime', fmt)).to_series()
+    return t.set(~t.dt.year().is_between(1800, 2200).fill_null(False), None)
+
+def datetime_format(values:pl.Series, # a text column
+                    min_share:float=0.95, # share of non-null values that must read as dates
+                   )->tuple:
+    "`(format, note)`: the strftime format that reads the dates ('' when polars infers it), or None; and a note when two readings fit."
+    values = values.drop_nulls().head(10_000)  # enough to tell the format; a column of a million dates costs no more
+    if values.len() == 0 or values.str.contains(r'\d').mean() < min_share: return None, ''
+    fits = [f for f in DATETIME_FORMATS if _read(values, f).is_not_null().mean() >= min_share]
+    if not fits: return ('', '') if _read(values, None).is_not_null().mean() >= min_share else (None, '')
+    month, day = next((f for f in fits if f.startswith('%m/')), None), next((f for f in fits if f.startswith('%d/')), None)
+    if not (month and day) or _read(values, month).equals(_read(values, day)): return fits[0], ''
+    months = lambda f: _read(values, f).dt.strftime('%Y-%m').n_unique()
+    chosen = day if months(day) > months(month) else month
+    v = values.filter(_read(values, month) != _read(values, day))[0]
+    note = (f"'{v}' reads as {_read(pl.Series([v]), month)[0]:%Y-%m-%d} month first ({month}) and as {_read(pl.Series([v]), day)[0]:%Y-%m-%d} "
+            f"day first ({day}); {chosen} is taken, set time_format to choose")
+    return chosen, note
+
 # %% ../nbs/11_contract.ipynb #b9e5c1e9
 def infer_text_type(s:pl.Series, # a column of strings
                     min_share:float=0.95, # share of non-null values that must parse
@@ -59,9 +89,9 @@ def infer_text_type(s:pl.Series, # a column of strings
     "The contract type of a text column."
     values = s.drop_nulls()
     if values.len() == 0: return 'String'
-    for dtype in TEXT_TYPES:
+    for dtype in TEXT_TYPES[:-1]:
         if pl.select(parse_as(pl.lit(values), dtype).is_not_null().mean()).item() >= min_share: return dtype
-    return 'String'
+    return 'Datetime' if datetime_format(values, min_share)[0] is not None else 'String'
 
 # %% ../nbs/11_contract.ipynb #3435a4c8
 ROLES = ('feature', 'target', 'id', 'time', 'ignored')
@@ -124,13 +154,13 @@ CONTRACT_HEADER = '''# Data contract: what every batch of this dataset must look
 # Inferred by mlops_nb from the reference window; now yours to review, edit and commit.
 # mlops_nb infers it again only while nobody has edited it and the data settings that shaped it changed
 #   ([dataset.inferred_for] says which), or when asked (data parameter reinfer_contract = true).
-# Rules (a row that breaks one is quarantined with its reason): dtype, required (no nulls),
+# Rules (a row that breaks one is quarantined with its reason): dtype (format: how a date is written, strftime), required (no nulls),
 #   unique (ids), min/max (numbers), categories with strict = true (text), ignored (carried, never checked).
 # Batch rules: max_null_rate per column; in [dataset], max_quarantined_share, rows_min/rows_max.
 # Expectations (what the reference looked like: departures are counted and monitored, never quarantined)
 #   sit in each column's `expected` table; move a key up to the column to make it a rule.
 '''
-COLUMN_KEYS = {'dtype', 'required', 'max_null_rate', 'min', 'max', 'categories', 'strict', 'unique', 'ignored', 'expected'}
+COLUMN_KEYS = {'dtype', 'format', 'required', 'max_null_rate', 'min', 'max', 'categories', 'strict', 'unique', 'ignored', 'expected'}
 EXPECTED_KEYS = {'min', 'max', 'max_null_rate', 'categories'}
 DATASET_KEYS = {'source', 'target', 'time_column', 'time_parts', 'id_column', 'inferred_at', 'inferred_for', 'max_quarantined_share', 'rows_min',
                 'rows_max', 'expected'}
@@ -198,7 +228,7 @@ def column_checks(name:str, # column name
     raw = pl.col(name)
     if spec.get('ignored'): return raw.cast(pl.String), []
     same = type_name(source_type) == spec['dtype']
-    cast = parse_as(raw, spec['dtype']) if source_type == pl.String else raw.cast(polars_type(spec['dtype']), strict=False)
+    cast = parse_as(raw, spec['dtype'], spec.get('format')) if source_type == pl.String else raw.cast(polars_type(spec['dtype']), strict=False)
     typed, shown = (raw if same else cast).alias(name), raw.cast(pl.String)
     checks = [None if same else (raw.is_not_null() & typed.is_null(), f"{name}: not {spec['dtype']}",
                                  (f"{name}: '", shown, f"' is not {spec['dtype']}")),

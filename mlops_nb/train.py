@@ -32,8 +32,8 @@ except ModuleNotFoundError: import tomli as tomllib
 __all__ = ['HYPERPARAMETERS', 'ESTIMATORS', 'SEARCH_GRID', 'HTTP_DEFAULTS', 'REVIEWED_TYPES', 'DRIFT_REFERENCE', 'SCHEMA',
            'CONTRACT', 'TRAINING_DATA', 'make_model', 'labelled', 'predict', 'score', 'predictions_digest',
            'time_split', 'feature_bins', 'leakage_scores', 'linear_leak', 'collapse_leak', 'thinned', 'leakage_checks',
-           'search', 'remote', 'use_mlflow', 'trusted_types', 'requirements', 'log_model', 'run_artifact',
-           'fit_and_log', 'train_stage']
+           'alone_predicts', 'search', 'remote', 'use_mlflow', 'trusted_types', 'requirements', 'log_model',
+           'run_artifact', 'fit_and_log', 'train_stage']
 
 # %% ../nbs/20_train.ipynb #e231faa9
 HYPERPARAMETERS = ('max_iter', 'learning_rate', 'max_leaf_nodes', 'l2_regularization')
@@ -183,6 +183,25 @@ def leakage_checks(X, y, task:str, categorical:list[str],
                  for f in collapse]
     return {'scores': singles.to_dicts(), 'flagged': flagged, 'threshold': threshold, 'exact': exact,
             'combination': combination, 'collapse': collapse, 'findings': findings}
+
+# %% ../nbs/20_train.ipynb #26438226
+def alone_predicts(sample:pl.DataFrame, # a typed sample of the file, in file order
+                   proposal:dict, # what `propose_config` proposes: target, task, id, time
+                   threshold:float=0.95, # a column that alone scores this is a suspect
+                   max_rows:int=20_000, # rows the check looks at; more are thinned
+                  )->dict:
+    "Columns of `sample` that alone predict the proposed target (the train stage's single-feature check), with why."
+    target, task = proposal['target'], proposal['task']
+    rows = sample.filter(pl.col(target).is_not_null())
+    if task == 'classification' and rows[target].n_unique() != 2: return {}
+    special = {target, proposal['id_column'], proposal['time_column'], *proposal['time_parts']}
+    features = [c for c in rows.columns if c not in special and (rows.schema[c].is_numeric() or rows.schema[c] == pl.String)]
+    y = rows[target] == rows[target].max() if task == 'classification' else rows[target].cast(pl.Float64)
+    X, y = thinned(rows.select(features).to_pandas(), y.cast(pl.Float64).to_numpy(), max_rows)
+    m = 'ROC AUC' if task == 'classification' else 'R²'
+    scores = leakage_scores(X, y, task, [c for c in features if rows.schema[c] == pl.String])
+    return {c: f"alone predicts {target} ({m} {s:.3f} on later rows): a previous model's output, or known only with the outcome"
+            for c, s in scores.filter(pl.col('score') >= threshold).iter_rows()}
 
 # %% ../nbs/20_train.ipynb #a0ac21f3
 SEARCH_GRID = {'max_iter': [100, 200, 400], 'learning_rate': [0.03, 0.05, 0.1, 0.2], 'max_leaf_nodes': [15, 31, 63], 'l2_regularization': [0.0, 0.1, 1.0]}
