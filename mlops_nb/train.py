@@ -29,14 +29,15 @@ try: import tomllib
 except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
-__all__ = ['HYPERPARAMETERS', 'ESTIMATORS', 'SEARCH_GRID', 'HTTP_DEFAULTS', 'REVIEWED_TYPES', 'DRIFT_REFERENCE', 'SCHEMA',
-           'CONTRACT', 'TRAINING_DATA', 'make_model', 'labelled', 'predict', 'score', 'predictions_digest',
+__all__ = ['HYPERPARAMETERS', 'MAX_CATEGORIES', 'ESTIMATORS', 'SEARCH_GRID', 'HTTP_DEFAULTS', 'REVIEWED_TYPES', 'DRIFT_REFERENCE',
+           'SCHEMA', 'CONTRACT', 'TRAINING_DATA', 'make_model', 'labelled', 'predict', 'score', 'predictions_digest',
            'time_split', 'feature_bins', 'leakage_scores', 'linear_leak', 'collapse_leak', 'thinned', 'leakage_checks',
            'alone_predicts', 'search', 'remote', 'use_mlflow', 'trusted_types', 'requirements', 'log_model',
            'run_artifact', 'fit_and_log', 'train_stage']
 
 # %% ../nbs/20_train.ipynb #e231faa9
 HYPERPARAMETERS = ('max_iter', 'learning_rate', 'max_leaf_nodes', 'l2_regularization')
+MAX_CATEGORIES = 255  # gradient boosting bins a categorical column into at most 255 values: the rarest share the last one
 ESTIMATORS = ('hist_gradient_boosting', 'linear')
 
 def _linear(categorical, numeric, task, l2_regularization):
@@ -60,7 +61,8 @@ def make_model(categorical:list[str], # categorical feature columns
     "An unfitted pipeline: encoded categories and numbers into gradient-boosted trees (or a linear model)."
     if estimator not in ESTIMATORS: raise ValueError(f"unknown estimator '{estimator}'; use one of {', '.join(ESTIMATORS)}")
     if estimator == 'linear': return _linear(categorical, numeric, task, l2_regularization)
-    encode = ColumnTransformer([('categories', OrdinalEncoder(handle_unknown='use_encoded_value', unknown_value=np.nan), categorical),
+    codes = OrdinalEncoder(handle_unknown='use_encoded_value', unknown_value=np.nan, max_categories=MAX_CATEGORIES)
+    encode = ColumnTransformer([('categories', codes, categorical),
                                 ('numbers', 'passthrough', numeric)], verbose_feature_names_out=False)
     Boost = {'classification': HistGradientBoostingClassifier, 'regression': HistGradientBoostingRegressor}[task]
     boost = Boost(max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes, l2_regularization=l2_regularization,
