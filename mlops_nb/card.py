@@ -5,6 +5,7 @@
 # %% ../nbs/45_card.ipynb #ccd6b44d
 from __future__ import annotations
 
+from .core import shown_commit
 from .evaluate import MAIN_METRIC
 
 # %% auto #0
@@ -23,7 +24,7 @@ def card_summary(facts:dict # what `model_card` takes
     score = facts['scores']['challenger'][m]
     return (f"{facts['model']} v{facts['version']}: {facts['task']} of `{facts['target']}`. Gate {'PASSED' if g['passed'] else 'REFUSED'} "
             f"({m} {score:.4f} on {facts['compared_on']}). Trained on {facts['training']['rows']:,} rows ({facts['training']['window']}), "
-            f"data {facts['training']['digest'][:12]}, commit {str(facts['lineage'].get('mlops_nb.git_commit'))[:12]}."
+            f"data {facts['training']['digest'][:12]}, commit {shown_commit(facts['lineage'].get('mlops_nb.git_commit'))[:12]}."
             + ''.join(f"\nRefused: {c['reason']}" for c in g['checks'] if not c['passed']))
 
 # %% ../nbs/45_card.ipynb #af16499d
@@ -39,6 +40,8 @@ def model_card(facts:dict, # model, version, task, target, features, training, s
              f"Predicts `{facts['target']}` ({facts['task']}) for one row at a time or a batch, from the features below, for rows like its "
              "training data. It is served only while it holds the `champion` alias, which a gate or a person moves; monitoring checks every "
              "new batch against its training reference.", '',
+             *([f"The probability it gives is of `{facts['target']}` = `{facts['positive_class']}` ({facts.get('positive_reason', '')})."]
+               if facts.get('positive_class') is not None else []),
              f"Features: {', '.join(f'`{f}`' for f in facts['features'])}.",
              *([f"Made by retraining: {facts['trigger']}."] if facts.get('trigger') else []), '',
              '## Training data', '',

@@ -64,6 +64,7 @@ def parser()->argparse.ArgumentParser:
     promote.add_argument('version', help='the model version to promote')
     promote.add_argument('--reason', default='promoted by hand', help='why, for the alias history')
     promote.add_argument('--evidence', choices=['traffic'], help="traffic: promote only if the version held up on live traffic (mlops-nb monitor --traffic)")
+    promote.add_argument('--force', action='store_true', help='promote a version the gate refused; the alias history says it was forced')
     rollback = sub.add_parser('rollback', help='move the champion back to the version it replaced')
     rollback.add_argument('--reason', default='rolled back by hand', help='why, for the alias history')
     lineage = sub.add_parser('lineage', help="follow a model version back to its commit, data, run and reports")
@@ -248,7 +249,7 @@ def registry(args)->int:
             elif args.evidence == 'traffic':
                 from mlops_nb.monitor import promote_on_traffic
                 entry = promote_on_traffic(cfg, args.version)
-            else: entry = register.promote(cfg, args.version, args.reason)
+            else: entry = register.promote(cfg, args.version, args.reason, args.force)
         print(f"{entry['model']}@champion: v{entry['from']} -> v{entry['to']} ({entry['kind']}: {entry['reason']})")
     elif args.command == 'lineage':
         links = register.lineage(cfg, args.ref or f"{cfg['mlflow']['model_name']}@champion")

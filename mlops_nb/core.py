@@ -21,13 +21,13 @@ try: import tomllib
 except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
-__all__ = ['DEFAULT_CONFIG', 'STAGE_DEFAULTS', 'ENGINES', 'PARAM_TYPES', 'KEY_PACKAGES', 'KERNEL_NAME', 'KERNEL_SPEC',
-           'find_root', 'ConfigError', 'merge_config', 'default_model_name', 'load_config', 'engine_name',
-           'spark_engine', 'new_run_id', 'file_digest', 'frame_digest', 'atomic_path', 'atomic_write', 'write_json',
-           'Param', 'parse_parameters', 'coerce', 'notebook_parameters', 'git_state', 'environment_info',
-           'secret_values', 'redact', 'find_secrets', 'notebooks_dir', 'stage_notebook', 'scratch_config',
-           'parse_overrides', 'resolve_params', 'StageContext', 'stage_context', 'stage_function', 'run_stage_function',
-           'register_kernel']
+__all__ = ['DEFAULT_CONFIG', 'STAGE_DEFAULTS', 'ENGINES', 'PARAM_TYPES', 'NOT_RECORDED', 'KEY_PACKAGES', 'KERNEL_NAME',
+           'KERNEL_SPEC', 'find_root', 'ConfigError', 'merge_config', 'default_model_name', 'load_config',
+           'engine_name', 'spark_engine', 'new_run_id', 'file_digest', 'frame_digest', 'atomic_path', 'atomic_write',
+           'write_json', 'Param', 'parse_parameters', 'coerce', 'notebook_parameters', 'shown_commit', 'git_state',
+           'environment_info', 'secret_values', 'redact', 'find_secrets', 'notebooks_dir', 'stage_notebook',
+           'scratch_config', 'parse_overrides', 'resolve_params', 'StageContext', 'stage_context', 'stage_function',
+           'run_stage_function', 'register_kernel']
 
 # %% ../nbs/00_core.ipynb #4dde7139
 DEFAULT_CONFIG = {
@@ -255,6 +255,13 @@ def notebook_parameters(nb_path:Path|str)->dict[str, Param]:
     return parse_parameters(src, f'{Path(nb_path).name} parameters cell')
 
 # %% ../nbs/00_core.ipynb #f6fccd06
+NOT_RECORDED = 'not recorded'  # what a report, a tag or the service shows for a commit nobody could record
+
+def shown_commit(commit:str|None # a commit as `git_state` gives it, or as an older tag holds it
+                )->str:
+    "The commit, or 'not recorded' when the project was not a git repository (older tags hold the text 'None')."
+    return NOT_RECORDED if commit in (None, '', 'None') else commit
+
 def git_state(root:Path|str # a folder inside the repository
              )->dict:
     "The commit checked out at `root` and whether the tree is dirty; `None`s outside a git repository."

@@ -359,7 +359,7 @@ def promote_on_traffic(cfg:dict, # project configuration
     if seen['champion']['version'] != champion:
         raise ValueError(f"v{version} was compared with v{seen['champion']['version']}, but the champion is now v{champion}: compare again")
     if not seen['passed']: raise ValueError(f"v{version} did not hold up on live traffic: {'; '.join(seen['reasons'])}")
-    return promote(cfg, str(version), f"live traffic ({seen['summary']}; run {seen['run_id']})")
+    return promote(cfg, str(version), f"live traffic ({seen['summary']}; run {seen['run_id']})", force=True)  # traffic is the evidence asked for
 
 # %% ../nbs/65_monitor.ipynb #2717f2f4
 def replay_config(cfg:dict, # project configuration

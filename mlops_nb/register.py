@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from .card import card_summary, model_card
 from .contract import check_contract, read_contract
-from .core import StageContext, file_digest, frame_digest, notebook_parameters, run_stage_function, scratch_config, stage_notebook
+from .core import NOT_RECORDED, StageContext, shown_commit, file_digest, frame_digest, notebook_parameters, run_stage_function, scratch_config, stage_notebook
 from .evaluate import MAIN_METRIC
 from .train import CONTRACT, DRIFT_REFERENCE, HYPERPARAMETERS, SCHEMA, TRAINING_DATA, run_artifact, use_mlflow
 
@@ -98,11 +98,19 @@ def move_alias(cfg:dict, # project configuration
     return entry
 
 # %% ../nbs/40_register.ipynb #46b9f125
-def promote(cfg:dict, version:str|int, reason:str='promoted by hand')->dict:
+def promote(cfg:dict, version:str|int, reason:str='promoted by hand',
+            force:bool=False, # promote a version the gate refused; the alias history says it was forced
+           )->dict:
     "Make `version` the champion; the recorded move (nothing moves, and nothing is recorded, when it already is)."
     name = cfg['mlflow']['model_name']
     if alias_version(name, 'champion') == str(version):
         return {'model': name, 'alias': 'champion', 'from': str(version), 'to': str(version), 'kind': 'promote', 'reason': 'already the champion: nothing moved'}
+    mv = MlflowClient().get_model_version(name, str(version))
+    if mv.tags.get('mlops_nb.gate_passed') == 'False':
+        refused = [line.removeprefix('Refused: ') for line in (mv.description or '').splitlines() if line.startswith('Refused: ')]
+        if not force: raise ValueError(f"v{version} of {name} was refused by the gate ({'; '.join(refused[:3]) or 'its card says why'}); "
+                                       "promote it anyway with --force, and the alias history will say so")
+        reason = f"forced past the gate's refusal: {reason}"
     return move_alias(cfg, 'champion', version, reason, 'promote')
 
 def rollback(cfg:dict, reason:str='rolled back by hand')->dict:
@@ -128,7 +136,7 @@ def lineage_tags(run_id:str, # the pipeline run
                 )->dict:
     "Tags linking a model version to its run, commit, data, MLflow run, reports and gate record."
     m = MAIN_METRIC[task]
-    return {'mlops_nb.run_id': run_id, 'mlops_nb.git_commit': str(git['commit']), 'mlops_nb.git_dirty': str(git['dirty']),
+    return {'mlops_nb.run_id': run_id, 'mlops_nb.git_commit': shown_commit(git['commit']), 'mlops_nb.git_dirty': str(git['dirty']),
             'mlops_nb.data_digest': snapshot['digest'], 'mlops_nb.data_path': snapshot['path'], 'mlops_nb.mlflow_run_id': mlflow_run_id,
             'mlops_nb.run_dir': str(run_dir), 'mlops_nb.gate_passed': str(gate['passed']), 'mlops_nb.gate_record': str(gate_record),
             'mlops_nb.gate_record_digest': file_digest(gate_record), f'mlops_nb.holdout_{m}': str(holdout[m]), **more}
@@ -208,7 +216,8 @@ def register_stage(ctx:StageContext # where the stage runs
     tags = lineage_tags(ctx.run_id, ctx.run_dir, train['git'], data['outputs']['reference'], model['mlflow_run_id'], evaluate['gate'],
                         ctx.record_path('evaluate'), evaluate['scores']['challenger'], evaluate['task'])
     schema, ref, contract = data['schema'], data['outputs']['reference'], data['contract']
-    card = {'task': schema['task'], 'target': schema['target'], 'features': schema['categorical'] + schema['numeric'], 'compared_on': 'the holdout',
+    card = {'task': schema['task'], 'target': schema['target'], 'positive_class': schema.get('positive_class'),
+            'positive_reason': schema.get('positive_reason', ''), 'features': schema['categorical'] + schema['numeric'], 'compared_on': 'the holdout',
             'training': {'window': 'reference batches ' + ', '.join(b['batch'] for b in data['batches'] if b['role'] == 'reference'),
                          'rows': train['metrics']['train_rows'], 'digest': ref['digest'], 'contract': contract['path']},
             'leakage': train['leakage']['findings']}
@@ -313,9 +322,9 @@ def lineage(cfg:dict, # project configuration
                 *[{'link': k, 'value': 'tag missing: registered before mlops_nb recorded it', 'resolves': False, 'kept': 'registry'} for k in missing]]
     try: run = mlflow.get_run(t['mlops_nb.mlflow_run_id'])
     except MlflowException: run = None
-    commit = t['mlops_nb.git_commit']
+    commit = shown_commit(t['mlops_nb.git_commit'])
     found = subprocess.run(['git', 'cat-file', '-e', f'{commit}^{{commit}}'], cwd=cfg['root'], capture_output=True).returncode == 0
-    git = (f"{commit}{' (dirty)' if t['mlops_nb.git_dirty'] == 'True' else ''}", found) if commit != 'None' else \
+    git = (f"{commit}{' (dirty)' if t['mlops_nb.git_dirty'] == 'True' else ''}", found) if commit != NOT_RECORDED else \
           ('not recorded: the project was not a git repository when this version was trained', None)
     data = _kept(cfg, t['mlops_nb.mlflow_run_id'], t['mlops_nb.data_path'], TRAINING_DATA)
     record = _kept(cfg, t['mlops_nb.mlflow_run_id'], t['mlops_nb.gate_record'], f"gate/{Path(t['mlops_nb.gate_record']).name}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .core import StageContext, git_state, write_json
+from .core import StageContext, git_state, shown_commit, write_json
 from .evaluate import MAIN_METRIC, comparable, compare, gate, metrics, row_keys
 from .register import lineage_tags, register_version
 from .train import fit_and_log, labelled
@@ -57,7 +57,7 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
         return {'batch': name, 'trigger': trigger, 'skipped': f'batch {name} cannot judge a retrained model: {problem}'}
     snapshot = StageContext('monitor', cfg, run_id, Path(run_dir)).snapshot(data)
     git = git_state(cfg['root'])
-    tags = {'mlops_nb.run_id': run_id, 'mlops_nb.git_commit': str(git['commit']), 'mlops_nb.git_dirty': str(git['dirty']),
+    tags = {'mlops_nb.run_id': run_id, 'mlops_nb.git_commit': shown_commit(git['commit']), 'mlops_nb.git_dirty': str(git['dirty']),
             'mlops_nb.trigger': trigger[:500], 'mlops_nb.report': str(report)}
     fit = fit_and_log(cfg, schema, data, snapshot, {**settings, 'search_iterations': 0}, tags, f'retrain-{run_id}-{name}', contract)
     c = compare(fit['model'], champion['model'], batch, schema, gate_params)
@@ -71,7 +71,8 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
                         'behaviour': c['behaviour'], 'leakage': fit['leakage']['findings'], 'gate': verdict})
     lineage = lineage_tags(run_id, run_dir, git, snapshot, fit['mlflow_run_id'], verdict, record, c['scores']['challenger'], task,
                            **{'mlops_nb.trigger': trigger[:500], 'mlops_nb.report': str(report)})
-    card = {'task': task, 'target': schema['target'], 'features': schema['categorical'] + schema['numeric'], 'compared_on': f'batch {name}',
+    card = {'task': task, 'target': schema['target'], 'positive_class': schema.get('positive_class'),
+            'positive_reason': schema.get('positive_reason', ''), 'features': schema['categorical'] + schema['numeric'], 'compared_on': f'batch {name}',
             'training': {'window': 'windows ' + ', '.join(n for n, _ in used), 'rows': fit['metrics']['train_rows'], 'digest': snapshot['digest'],
                          'contract': 'the champion\'s' if contract else None},
             'leakage': fit['leakage']['findings'], 'trigger': trigger}

@@ -20,7 +20,7 @@ from mlflow.models import get_model_info
 from threadpoolctl import threadpool_limits
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
-from .core import atomic_path, load_config
+from .core import atomic_path, load_config, shown_commit
 from .register import DEPLOYMENT_EVENT, alias_version, deployments_path, record_event, version_bundle
 from .train import predict, use_mlflow
 
@@ -46,7 +46,7 @@ class ServedModel:
     @property
     def metadata(self)->dict:
         return {'model': self.name, 'version': self.version, 'alias': self.alias, 'loaded_at': self.loaded_at,
-                'data_digest': self.tags.get('mlops_nb.data_digest'), 'git_commit': self.tags.get('mlops_nb.git_commit'),
+                'data_digest': self.tags.get('mlops_nb.data_digest'), 'git_commit': shown_commit(self.tags.get('mlops_nb.git_commit')),
                 'fields': {f: t for f, (t, _) in self.fields.items()}}
 
 def load_served(cfg:dict, # project configuration

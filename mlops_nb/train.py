@@ -22,7 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 import skops.io
 import tomli_w
 
-from .core import StageContext, git_state
+from .core import StageContext, git_state, shown_commit
 from .drift import reference_stats
 
 try: import tomllib
@@ -344,7 +344,7 @@ def train_stage(ctx:StageContext # where the stage runs, with the parameters dec
     ref, schema = data['outputs']['reference'], data['schema']
     contract_path = Path(data['contract']['path'])
     git = git_state(ctx.cfg['root'])
-    tags = {'mlops_nb.run_id': ctx.run_id, 'mlops_nb.git_commit': str(git['commit']), 'mlops_nb.git_dirty': str(git['dirty']),
+    tags = {'mlops_nb.run_id': ctx.run_id, 'mlops_nb.git_commit': shown_commit(git['commit']), 'mlops_nb.git_dirty': str(git['dirty']),
             'mlops_nb.report': str(ctx.run_dir/'20_train.html')}
     settings = {**p, 'hyperparameters': {k: p[k] for k in HYPERPARAMETERS}}
     fit = fit_and_log(ctx.cfg, schema, pl.read_parquet(ref['path']), ref, settings, tags, f'train-{ctx.run_id}',

@@ -100,7 +100,7 @@ def test_the_next_run_the_next_batch_and_the_next_teammate(team_server, tmp_path
         assert not (b/'runs'/'10_data.json').exists() and not list((b/'runs').glob('*/10_data.json'))
         rec = json.loads((Path(retrained.stdout.split('record: ')[-1].strip())/'65_monitor.json').read_text())
         assert rec['retraining']['windows'] == ['champion training data', 'new-2015']
-        if not rec['retraining']['promoted']: assert cli(b, server, 'promote', '4', '--reason', 'retrained on 2015').returncode == 0
+        if not rec['retraining']['promoted']: assert cli(b, server, 'promote', '4', '--reason', 'retrained on 2015', '--force').returncode == 0
         assert follows(service.url, 4)
         back = cli(b, server, 'rollback', '--reason', 'checking the rollback')
         assert back.returncode == 0 and 'v4 -> v2' in back.stdout, back.stdout + back.stderr

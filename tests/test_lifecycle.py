@@ -186,7 +186,9 @@ def test_promote_then_rollback_moves_the_champion_back_and_the_history_shows_bot
     root, _ = runs
     before = champion(root)
     weak = json.loads((root/'runs'/refused_run(root)/'40_register.json').read_text())['metrics']['version']
-    assert cli(root, 'promote', str(weak), '--reason', 'trying it').returncode == 0
+    refused = cli(root, 'promote', str(weak), '--reason', 'trying it')
+    assert refused.returncode == 2 and 'was refused by the gate' in refused.stderr and '--force' in refused.stderr and champion(root) == before
+    assert cli(root, 'promote', str(weak), '--reason', 'trying it', '--force').returncode == 0
     assert champion(root) == weak
     r = cli(root, 'rollback', '--reason', 'worse on April')
     assert r.returncode == 0 and f'v{weak} -> v{before}' in r.stdout
