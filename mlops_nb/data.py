@@ -325,8 +325,8 @@ def positive_class(classes:list, # the target's two classes, sorted
     return classes[-1], f"the last class in sorted order; set positive_class to choose the other"
 
 # %% ../nbs/10_data.ipynb #7f5ec0ad
-CONTRACT_SETTINGS = ('source', 'target', 'task', 'time_column', 'time_parts', 'time_format', 'id_column', 'include', 'exclude', 'separator',
-                     'null_values', 'window', 'batch_rows', 'row_order', 'reference_batches', 'late_minutes')  # the data parameters an inferred contract depends on
+CONTRACT_SETTINGS = ('target', 'task', 'time_column', 'time_parts', 'time_format', 'id_column', 'include', 'exclude', 'separator',
+                     'null_values', 'late_minutes')  # not the source: a new file of the same data is held to the same contract  # the data parameters an inferred contract depends on
 
 def contract_settings(p:dict # the data stage's parameters
                      )->str:
@@ -357,7 +357,10 @@ def _open(p:dict, root:Path)->tuple:
     index = row_index_columns(collect(lf.head(10_000), files, p['separator']), [c for c in names if c not in named])
     notes += [f"{c} counts the rows (a row index written by another tool), so it is not a feature; name it the id with "
               f"id_column = \"{c}\", or a feature with include" for c in index]
-    roles = column_roles(names, p['target'], p['time_column'], p['id_column'], p['include'], [*p['exclude'], *index], files[0].name)
+    parts = [c for c in p['time_parts'] if c not in p['include'] and c not in p['exclude']]
+    notes += [f"{', '.join(parts)} {'build' if len(parts) > 1 else 'builds'} the time column {p['time_column']}, so not a feature: every later "
+              "batch would depart from the reference by its time alone (name it in include to use it)"] * bool(parts)
+    roles = column_roles(names, p['target'], p['time_column'], p['id_column'], p['include'], [*p['exclude'], *index, *parts], files[0].name)
     return lf, text, files, roles, notes
 
 # %% ../nbs/10_data.ipynb #41d3acdc
@@ -375,7 +378,7 @@ def _time_format(name:str, sample:pl.Series, declared:str|None, notes:list)->str
     fmt, note = datetime_format(sample)
     if note: notes.append(f"time column '{name}': {note}")
     if fmt is None:
-        raise DataSourceError(f"time column '{name}': none of its values parse as a date/time (e.g. '{sample[0]}'); set the data parameter "
+        raise DataSourceError(f"time column '{name}': none of its {'first ' * (sample.len() == 10_000)}{sample.len():,} values parse as a date/time (e.g. '{sample[0]}'); set the data parameter "
                               "time_format to how they are written, in strftime codes (such as \"%d/%m/%Y %H:%M\"), or epoch_s / epoch_ms")
     return fmt
 
@@ -384,7 +387,7 @@ def _time_expr(lf, roles, contract, files, p, notes)->tuple:
     if not roles['time']: return None, None
     name = roles['time']
     sample = collect(lf.select(name).drop_nulls().head(10_000), files, p['separator'])[name]
-    if sample.len() == 0: raise DataSourceError(f"time column '{name}' has no values")
+    if sample.len() == 0: raise DataSourceError(f"time column '{name}' has no values: every row would be quarantined")
     fmt = _time_format(name, sample, p['time_format'] or ((contract or {}).get('columns', {}).get(name, {}).get('format')), notes)
     if fmt in EPOCHS: return pl.from_epoch(pl.col(name).cast(pl.String).str.strip_chars().cast(pl.Float64).cast(pl.Int64), EPOCHS[fmt]), fmt
     if sample.dtype != pl.String: return pl.col(name), fmt
@@ -492,9 +495,9 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
         existing = None
         notes.append(f"{path.name} was inferred for other data settings and nobody edited it, so it was inferred again")
     if existing: _against_contract(columns, existing, path, files[0].name)
-    time, time_format = _time_expr(lf, roles, existing, files, p, notes)
     rows_read = collect(lf.select(pl.len()), files, p['separator']).item()
     if rows_read == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
+    time, time_format = _time_expr(lf, roles, existing, files, p, notes)
     keyed = lf.with_columns(batch_key(time, p['window'], p['batch_rows'], rows_read, _shuffled(p, roles)).alias('_batch'))
     keys = sorted(collect(keyed.select(pl.col('_batch').drop_nulls().unique()), files, p['separator'])['_batch'].to_list())
     n_ref, n_hold = p['reference_batches'], p['holdout_batches']
@@ -568,8 +571,8 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
             'quarantine': held, 'metrics': metrics}
 
 # %% ../nbs/10_data.ipynb #5916c6ba
-_TARGET_NAMES = ('target', 'label', 'outcome', 'class', 'result', 'churn', 'default', 'survived', 'late', 'fraud', 'repaid', 'price',
-                 'revenue', 'sales', 'amount', 'cnt', 'count', 'total', 'median', 'value', 'y')  # `y` last: it is also a coordinate
+_TARGET_NAMES = ('target', 'label', 'class', 'outcome', 'result', 'churn', 'default', 'survived', 'late', 'fraud', 'repaid', 'cnt', 'count',
+                 'total', 'price', 'median', 'value', 'revenue', 'sales', 'amount', 'y')  # `y` last: it is also a coordinate
 _OUTPUT = re.compile(r'(^|[^a-z])(pred|preds|prediction|predictions|predicted|proba|probability|prob|yhat|fitted)([^a-z]|$)', re.I)
 _PARTS = {'year': ('year', 'yr'), 'month': ('month', 'mnth', 'mon'), 'day': ('day', 'dd', 'mday'), 'hour': ('hour', 'hr')}
 

@@ -120,7 +120,7 @@ HEADER = 'day,store,price,units,big,revenue\n'
     ('missing target', "target column 'big' is not in notarget.csv; its columns are: 'day', 'store', 'price', 'units', 'revenue'"),
     ('single-class target', "target 'big' has a single class (0) in the reference window; a classifier needs two"),
     ('unparseable time', "time column 'day': none of its 3 values parse as a date/time (e.g. 'yesterday')"),
-    ('all-null column', "column 'note' is entirely null in the reference window"),
+    ('all-null target', "column 'big' is entirely null in the reference window"),
     ('duplicate column names', 'dups.csv has duplicate column names: price'),
 ])
 def test_bad_input_gets_a_clear_message(root, case, expected):
@@ -138,11 +138,19 @@ def test_bad_input_gets_a_clear_message(root, case, expected):
         'missing target': lambda: bad(root, 'notarget.csv', sales().drop('big').write_csv()),
         'single-class target': lambda: bad(root, 'oneclass.csv', sales().with_columns(pl.lit(0).alias('big')).write_csv()),
         'unparseable time': lambda: bad(root, 'when.csv', HEADER + ''.join(f'yesterday,north,10.5,30,{i % 2},315\n' for i in range(3))),
-        'all-null column': lambda: bad(root, 'nulls.csv', sales().with_columns(pl.lit(None, pl.String).alias('note')).write_csv()),
+        'all-null target': lambda: bad(root, 'nulls.csv', sales().with_columns(pl.lit(None, pl.Int64).alias('big')).write_csv()),
         'duplicate column names': lambda: bad(root, 'dups.csv', good.replace('day,store,price,units', 'day,store,price,price', 1)),
     }[case]
     with pytest.raises((DataSourceError, DataContractError)) as err: run()
     assert expected in str(err.value)
+
+def test_a_feature_with_nothing_to_learn_from_is_left_out_with_its_reason(root):
+    "An empty column and a column of free text are not features; the run goes on and its record says why."
+    notes = sales().with_columns(pl.lit(None, pl.String).alias('note'), pl.format('order {} of the day', pl.int_range(pl.len())).alias('memo'))
+    record = run_data(root, source=write_csv(root, df=notes), **OWN)
+    assert record['schema']['categorical'] == ['store'] and record['schema']['numeric'] == ['price']
+    assert "note is empty in the reference window, so it is not a feature (name it in include to use it anyway)" in record['notes']
+    assert any(n.startswith('memo holds 273 different texts in 273 rows, like an id or free text') for n in record['notes']), record['notes']
 
 def test_mixed_types_in_a_column_are_quarantined_not_lost(root):
     mixed = sales().with_columns(pl.when(pl.int_range(pl.len()) % 50 == 7).then(pl.lit('n/a')).otherwise(pl.col('price').cast(pl.String)).alias('price'))
