@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from .contract import (BATCH_CHECKS, DataContractError, datetime_format, infer_contract, infer_text_type, outdated_inference, parse_as,
+                               polars_type,
                                read_contract, stamp_inference, type_name, validate, write_contract)
 from .core import StageContext, file_digest, resolve_params
 
@@ -438,9 +439,9 @@ def _check_target(df:pl.DataFrame, target:str, task:str, declared:str='')->dict:
 def _features(contract:dict, roles:dict)->dict:
     "Feature columns split by how the model treats them; dates and columns the contract ignores are not used."
     kinds = {c: 'ignored' if contract['columns'][c].get('ignored') else contract['columns'][c]['dtype'] for c in roles['features']}
-    return {'categorical': [c for c, t in kinds.items() if t == 'String'],
-            'numeric': [c for c, t in kinds.items() if t not in ('String', 'Datetime', 'Date', 'ignored')],
-            'unused': [c for c, t in kinds.items() if t in ('Datetime', 'Date', 'ignored')]}
+    number = lambda t: t == 'Boolean' or (t not in ('String', 'ignored') and polars_type(t).is_numeric())
+    return {'categorical': [c for c, t in kinds.items() if t == 'String'], 'numeric': [c for c, t in kinds.items() if number(t)],
+            'unused': [c for c, t in kinds.items() if t != 'String' and not number(t)]}  # dates, times, lists: not features by default
 
 def unusable(reference:pl.DataFrame, # the reference window, as read
              features:list[str], # the candidate feature columns

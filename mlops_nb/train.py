@@ -33,7 +33,7 @@ __all__ = ['HYPERPARAMETERS', 'MAX_CATEGORIES', 'ESTIMATORS', 'SEARCH_GRID', 'HT
            'SCHEMA', 'CONTRACT', 'TRAINING_DATA', 'make_model', 'labelled', 'predict', 'score', 'predictions_digest',
            'time_split', 'feature_bins', 'leakage_scores', 'linear_leak', 'collapse_leak', 'thinned', 'leakage_checks',
            'alone_predicts', 'search', 'remote', 'use_mlflow', 'trusted_types', 'requirements', 'log_model',
-           'run_artifact', 'fit_and_log', 'train_stage']
+           'run_artifact', 'TrainingError', 'failing_column', 'fit_and_log', 'train_stage']
 
 # %% ../nbs/20_train.ipynb #e231faa9
 HYPERPARAMETERS = ('max_iter', 'learning_rate', 'max_leaf_nodes', 'l2_regularization')
@@ -290,6 +290,22 @@ def run_artifact(cfg:dict, # project configuration
         mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder))
     return folder/name
 
+# %% ../nbs/20_train.ipynb #99dda212
+class TrainingError(ValueError): "Training failed; the message names the column and what to do."
+
+def failing_column(X, y, # the training features and labels
+                   schema:dict, # the data record's schema: task, categorical and numeric features
+                   error:Exception, # what fitting on all of them raised
+                  )->str:
+    "What to tell a person whose training failed: the first column that fails alone, and what to do."
+    for c in X.columns:
+        categorical = c in schema['categorical']
+        try: make_model([c] * categorical, [c] * (not categorical), schema['task'], max_iter=1).fit(X[[c]], y)
+        except (ValueError, TypeError) as alone:
+            return (f"training failed on column {c!r} ({X[c].dtype}): {str(alone).splitlines()[0]}; exclude it (data parameter exclude) "
+                    "or fix its values in the source")
+    return f"training failed, though no column fails alone: {type(error).__name__}: {str(error).splitlines()[0]}"
+
 # %% ../nbs/20_train.ipynb #7536f7ba
 def fit_and_log(cfg:dict, # project configuration
                 schema:dict, # the data record's schema: target, task, categorical and numeric features, classes
@@ -303,11 +319,13 @@ def fit_and_log(cfg:dict, # project configuration
     "Check for leakage, fit, and log a model with what travels with it; the model, its MLflow run and what training found."
     X, y = labelled(data, schema)
     task, seed = schema['task'], settings['seed']
-    leakage = leakage_checks(X, y, task, schema['categorical'], settings['leakage_threshold'], settings['leakage_exact'], seed)
     searched = settings.get('search_iterations') and settings['estimator'] == 'hist_gradient_boosting'
-    candidates = search(X, y, schema, settings['search_iterations'], seed) if searched else None
-    hyper = {k: candidates.row(0, named=True)[k] for k in HYPERPARAMETERS} if searched else dict(settings['hyperparameters'])
-    model = make_model(schema['categorical'], schema['numeric'], task, **hyper, seed=seed, estimator=settings['estimator']).fit(X, y)
+    try:
+        leakage = leakage_checks(X, y, task, schema['categorical'], settings['leakage_threshold'], settings['leakage_exact'], seed)
+        candidates = search(X, y, schema, settings['search_iterations'], seed) if searched else None
+        hyper = {k: candidates.row(0, named=True)[k] for k in HYPERPARAMETERS} if searched else dict(settings['hyperparameters'])
+        model = make_model(schema['categorical'], schema['numeric'], task, **hyper, seed=seed, estimator=settings['estimator']).fit(X, y)
+    except (ValueError, TypeError) as e: raise TrainingError(failing_column(X, y, schema, e)) from e
     pred = predict(model, X)
     tags = {**tags, 'mlops_nb.data_digest': snapshot['digest'], 'mlops_nb.leakage_flagged': ','.join(leakage['flagged'])}
     metrics = {f"train_{'roc_auc' if task == 'classification' else 'r2'}": round(score(task, y, pred), 4), 'train_rows': len(y),

@@ -184,3 +184,24 @@ def test_data_without_a_time_column_uses_row_order(root):
                       window='rows', batch_rows=90, exclude=['revenue', 'units'])
     assert [b['batch'] for b in record['batches']] == [f'rows-{i:06d}' for i in range(6)]
     assert record['metrics']['reference_rows'] == 270 and record['metrics']['holdout_rows'] == 90
+
+def test_times_written_as_epoch_seconds_or_in_a_declared_format(root):
+    "Epoch seconds are read as times by their size; a format the person declares wins over the one found."
+    epoch = sales().with_columns(pl.col('day').str.to_datetime().dt.epoch('s').alias('day'))
+    record = run_data(root, source=write_csv(root, 'epoch.csv', epoch), **OWN)
+    assert [b['name'] for b in record['outputs']['batches']] == ['2024-05', '2024-06'] and record['metrics']['rows_quarantined'] == 0
+    european = sales().with_columns(pl.col('day').str.to_datetime().dt.strftime('%d/%m/%Y %H:%M').alias('day'))
+    (root/'contract.toml').unlink()
+    record = run_data(root, source=write_csv(root, 'eu.csv', european), **OWN | {'time_format': '%d/%m/%Y %H:%M'})
+    assert record['contract']['columns']['day']['format'] == '%d/%m/%Y %H:%M' and record['metrics']['rows_quarantined'] == 0
+    assert [b['name'] for b in record['outputs']['batches']] == ['2024-05', '2024-06']
+    (root/'contract.toml').unlink()
+    with pytest.raises(DataSourceError, match=r"time column 'day' holds numbers such as 2024, not times: for a year, build the time with time_parts"):
+        run_data(root, source=write_csv(root, 'years.csv', sales().with_columns(pl.col('day').str.slice(0, 4))), **OWN)
+
+def test_init_finds_an_id_by_what_it_holds_and_a_previous_models_columns_by_name(root):
+    from mlops_nb.data import propose_config
+    scored = sales().with_row_index('#', offset=1).with_columns((pl.col('big') * 0.9).alias('big_pred_proba'))
+    p = propose_config(write_csv(root, 'scored.csv', scored), root)
+    assert (p['id_column'], p['target'], p['time_column']) == ('#', 'price', 'day')
+    assert 'big_pred_proba' in p['exclude'] and "big_pred_proba: named like a model's output" in p['why']['exclude']
