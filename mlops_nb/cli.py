@@ -4,7 +4,7 @@
 
 # %% ../nbs/80_cli.ipynb #e9a8d9c0
 from __future__ import annotations
-import argparse, os, sys
+import argparse, ast, importlib.util, io, os, sys, tokenize
 from pathlib import Path
 
 import polars as pl
@@ -14,8 +14,11 @@ from .pipeline import RunLocked, StageFailed, earlier_runs, run_lock, run_pipeli
 from .report import diff_markdown, diff_table, quarantine_line, run_diff
 
 # %% auto #0
-__all__ = ['summary_table', 'at_least_one', 'share', 'parser', 'show', 'deployment', 'monitoring', 'commands', 'init', 'find_run',
-           'diff', 'registry', 'explain', 'main']
+__all__ = ['GROUPS', 'summary_table', 'arg_docs', 'option', 'at_least_one', 'share', 'show', 'explain', 'main', 'init_command',
+           'add_init', 'run_command', 'add_run', 'versions_command', 'card_command', 'move_command', 'lineage_command',
+           'reproduce_command', 'add_registry', 'score_command', 'serve_command', 'deployed_command', 'add_deployment',
+           'monitoring_command', 'traffic_command', 'monitor_command', 'add_monitoring', 'find_run', 'diff_command',
+           'scorecard_command', 'readme_command', 'docs_command', 'add_reports', 'parser', 'commands']
 
 # %% ../nbs/80_cli.ipynb #7ffd2bb4
 def summary_table(manifest:dict # a run's manifest
@@ -29,7 +32,28 @@ def summary_table(manifest:dict # a run's manifest
     table = '\n'.join('  '.join(c.ljust(w) for c, w in zip(r[:4], widths)) + '  ' + r[4] for r in rows)
     return '\n'.join([table, *[quarantine_line(s['name'], s['quarantine']) for s in manifest['stages'] if s.get('quarantine')]])
 
-# %% ../nbs/80_cli.ipynb #f9630ca6
+# %% ../nbs/80_cli.ipynb #c070a65e
+def arg_docs(module:str, # a module of mlops_nb, such as 'deploy'
+             func:str, # a function defined in it
+            )->dict[str, str]:
+    "Parameter -> its docment, read from the module's source without importing it (importing MLflow would slow every command)."
+    src = Path(importlib.util.find_spec(f'mlops_nb.{module}').origin).read_text()
+    node = next(n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef) and n.name == func)
+    comments = {t.start[0]: t.string.lstrip('#').strip() for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.COMMENT}
+    return {a.arg: comments.get(a.lineno, '') for a in [*node.args.args, *node.args.kwonlyargs]}
+
+# %% ../nbs/80_cli.ipynb #1c8260d1
+def option(parser:argparse.ArgumentParser, # a command's parser
+           *flags:str, # the option's names, or the positional argument's
+           doc:str, # what it means: a docment, so the text is written once, where the function is
+           **kwargs, # the rest of `add_argument`'s arguments
+          ):
+    "Add an argument whose help is `doc`, with its default when it has one that says something."
+    default = kwargs.get('default')
+    shown = f' (default: {default})' if default not in (None, False, [], '') and 'default' not in doc else ''
+    parser.add_argument(*flags, help=f'{doc}{shown}'.replace('%', '%%'), **kwargs)
+
+# %% ../nbs/80_cli.ipynb #3ed9524e
 def at_least_one(text:str)->int:
     "An argument that must be a whole number of at least 1."
     if not text.isdigit() or int(text) < 1: raise argparse.ArgumentTypeError(f'must be a whole number of at least 1, not {text!r}')
@@ -42,226 +66,14 @@ def share(text:str)->float:
     if not 0 <= value <= 1: raise argparse.ArgumentTypeError(f'must be a number from 0 to 1, not {text!r}')
     return value
 
-def parser()->argparse.ArgumentParser:
-    "The `mlops-nb` argument parser."
-    p = argparse.ArgumentParser(prog='mlops-nb', description='A notebook-first, literate MLOps lifecycle.')
-    sub = p.add_subparsers(dest='command', required=True)
-    init = sub.add_parser('init', help='write a commented mlops.toml for your own data file, from a look at it')
-    init.add_argument('source', help='the data: a CSV, Parquet or NDJSON file or glob, relative to the project')
-    init.add_argument('--force', action='store_true', help='replace an existing mlops.toml')
-    run = sub.add_parser('run', help='run the pipeline: every stage whose inputs changed, reusing the rest')
-    run.add_argument('--root', help='project folder (default: nearest folder upwards with an mlops.toml, else the current one)')
-    run.add_argument('--config', help='configuration file (default: <root>/mlops.toml)')
-    run.add_argument('-p', '--param', action='append', default=[], metavar='[STAGE.]NAME=VALUE', help='set a stage parameter; repeatable')
-    run.add_argument('--force', action='store_true', help='run every stage, reusing nothing')
-    run.add_argument('--only', metavar='STAGE', help='run just this stage, reusing the stages it needs')
-    run.add_argument('--from', dest='start', metavar='STAGE', help='run this stage and every stage after it')
-    run.add_argument('--wait', action='store_true', help='wait for another run of this project to finish instead of refusing')
-    sub.add_parser('versions', help="list the model's versions with aliases, holdout metric, gate verdict and data digest")
-    card = sub.add_parser('card', help="print a version's model card: use, training data, metrics, slices, checks, leakage, limits, lineage")
-    card.add_argument('version', nargs='?', default='champion', help='a version number or an alias (default: champion)')
-    promote = sub.add_parser('promote', help='make a version the champion')
-    promote.add_argument('version', help='the model version to promote')
-    promote.add_argument('--reason', default='promoted by hand', help='why, for the alias history')
-    promote.add_argument('--evidence', choices=['traffic'], help="traffic: promote only if the version held up on live traffic (mlops-nb monitor --traffic)")
-    promote.add_argument('--force', action='store_true', help='promote a version the gate refused; the alias history says it was forced')
-    rollback = sub.add_parser('rollback', help='move the champion back to the version it replaced')
-    rollback.add_argument('--reason', default='rolled back by hand', help='why, for the alias history')
-    lineage = sub.add_parser('lineage', help="follow a model version back to its commit, data, run and reports")
-    lineage.add_argument('ref', nargs='?', help='MODEL@ALIAS or MODEL/VERSION (default: the champion)')
-    reproduce = sub.add_parser('reproduce', help="re-run a finished run's train and evaluate stages and compare")
-    reproduce.add_argument('run_id', help='the run to reproduce (a folder name under runs/)')
-    score = sub.add_parser('score', help='validate and score a CSV, Parquet or NDJSON file (or glob) with a model alias')
-    score.add_argument('source', help='the file or glob, relative to the project')
-    score.add_argument('--alias', default='champion', help='the alias whose model scores (default: champion)')
-    score.add_argument('--out', help='the predictions file (default: <source>.predictions.parquet in the project; a folder with Spark)')
-    score.add_argument('--engine', choices=ENGINES, help='what reads, checks and scores the file (default: [engine] name in mlops.toml, else polars)')
-    serve = sub.add_parser('serve', help='serve a model alias over HTTP; follows the alias when it moves')
-    serve.add_argument('--alias', default='champion', help='the alias to serve (default: champion)')
-    serve.add_argument('--host', default='127.0.0.1', help='address to bind (default: 127.0.0.1, this machine only)')
-    serve.add_argument('--port', type=int, default=8000, help='port (default: 8000)')
-    serve.add_argument('--no-auth', action='store_true', help='serve without a bearer token even if MLOPS_NB_API_TOKEN is set')
-    serve.add_argument('--workers', type=at_least_one, default=1, help='processes sharing the port (default: 1)')
-    second = serve.add_mutually_exclusive_group()
-    second.add_argument('--shadow', metavar='ALIAS', help='also score every request with ALIAS, log it, never return it')
-    second.add_argument('--canary', metavar='ALIAS', help='let ALIAS answer a share of records, sticky by id (see --share)')
-    serve.add_argument('--share', type=share, default=0.1, help='canary: the share of records ALIAS answers (default: 0.1)')
-    serve.add_argument('--batch-rows', type=int, default=2048, help='most rows scored in one model call (default: 2048)')
-    serve.add_argument('--batch-wait-ms', type=float, default=1.0, help='longest wait for more requests to score together (default: 1)')
-    sub.add_parser('deployed', help='what each alias serves now, and the recorded deployments')
-    monitor = sub.add_parser('monitor', help='check a batch file against the champion: drift, data quality, performance, alerts; exit 3 on an alert')
-    monitor.add_argument('source', help='the batch: a CSV, Parquet or NDJSON file or glob, relative to the project')
-    monitor.add_argument('--labels', help='a file of arrived labels (id and target), when they are not in the batch')
-    monitor.add_argument('--retrain', action='store_true', help='let an alert retrain the model, through the gate')
-    monitor.add_argument('--traffic', action='store_true',
-                         help='SOURCE holds labels: compare the champion and --second on the requests the service logged; exit 3 unless the second holds up')
-    monitor.add_argument('--second', default='challenger', help='with --traffic: the alias served beside the champion (default: challenger)')
-    monitor.add_argument('-p', '--param', action='append', default=[], metavar='[STAGE.]NAME=VALUE', help='set a monitor (or other stage) parameter; repeatable')
-    monitor.add_argument('--engine', choices=ENGINES, help='what reads, checks and summarises the batch (default: [engine] name in mlops.toml, else polars)')
-    sub.add_parser('monitoring', help='the monitoring history: every monitored batch, its drift, performance, alerts and retraining')
-    diff = sub.add_parser('diff', help='what changed between two runs: parameters, data, contract, verdicts, metrics with deltas, drift, quarantine')
-    diff.add_argument('run_a', nargs='?', help='the earlier run: an id, or its unique start or end (default: the run before the newest)')
-    diff.add_argument('run_b', nargs='?', help='the later run (default: the newest)')
-    diff.add_argument('--markdown', action='store_true', help='print Markdown, for a pull-request comment or a CI job summary')
-    diff.add_argument('--changed', action='store_true', help='leave out the metrics that did not change')
-    sub.add_parser('scorecard', help="rate the project against Google's MLOps levels 0-2 and Microsoft's maturity levels 0-4")
-    readme = sub.add_parser('readme', help='write README.md from nbs/index.ipynb (executing it)')
-    readme.add_argument('--check', action='store_true', help='only check that README.md is up to date; exit 1 if not')
-    docs = sub.add_parser('docs', help="render every notebook and the last run's reports to HTML with nbconvert")
-    docs.add_argument('--out', help='where the site goes (default: <root>/_docs)')
-    docs.add_argument('--no-execute', action='store_true', help='render the notebooks as stored, without running them')
-    for command in sub.choices.values():
-        if command is not run: command.add_argument('--root', help='project folder (default: as for run)')
-    return p
-
+# %% ../nbs/80_cli.ipynb #0fe20c65
 def show(df:pl.DataFrame)->str:
     "A table printed in full, however wide."
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=120, tbl_width_chars=220, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=120, tbl_width_chars=220, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True):
         return str(df)
 
-def deployment(args, cfg)->int:
-    "The deploy commands; their exit code."
-    import os
-    from mlops_nb import deploy
-    if args.command == 'score':
-        result = deploy.score_file(cfg, args.source, args.alias, args.out, engine=args.engine)
-        print(show(pl.DataFrame([result])))
-    elif args.command == 'serve':
-        from mlops_nb.serve import serve
-        token = None if args.no_auth else os.environ.get('MLOPS_NB_API_TOKEN') or None
-        second = args.shadow or args.canary
-        beside = f", {second} in {'shadow' if args.shadow else f'canary for {args.share:.0%} of records'}" if second else ''
-        print(f"serving {cfg['mlflow']['model_name']}@{args.alias}{beside} on http://{args.host}:{args.port} with {args.workers} worker(s) "
-              f"({'bearer token required' if token else 'no authentication'})", flush=True)
-        serve(cfg, args.host, args.port, args.workers, token, alias=args.alias, second=second, mode='shadow' if args.shadow else 'canary',
-              share=args.share, batch_rows=args.batch_rows, batch_wait_ms=args.batch_wait_ms)
-    else:
-        from mlops_nb.register import alias_version, deployments
-        name = cfg['mlflow']['model_name']
-        if alias_version(name, 'champion') is None:
-            raise LookupError(f"nothing is deployed: {name} has no champion in {cfg['mlflow']['tracking_uri']} yet; run `mlops-nb run` first")
-        print(show(pl.DataFrame([{'alias': a, 'version': alias_version(name, a)} for a in ('champion', 'challenger')])))
-        keep = ('at', 'event', 'version', 'replaced', 'who', 'reason', 'smoke_passed', 'run_id')
-        if recorded := deployments(cfg): print(show(pl.DataFrame([{k: str(d.get(k, '')) for k in keep} for d in recorded[-10:]])))
-    return 0
-
-def monitoring(args, cfg)->int:
-    "The monitoring commands; their exit code: 3 when a monitored batch raised an alert."
-    from mlops_nb import monitor
-    if args.command == 'monitoring':
-        history = monitor.monitoring_history(cfg)
-        keep = [c for c in ('at', 'source', 'batch', 'version', 'rows', 'labelled', 'drifted', 'roc_auc', 'r2', 'alerts', 'retrained', 'run_id')
-                if c in history.columns]
-        print(show(history.select(keep).with_columns(pl.col('retrained').cast(pl.String)) if 'retrained' in keep else history.select(keep))
-              if history.height else f"nothing monitored yet for {cfg['mlflow']['model_name']}")
-        return 0
-    if args.traffic:
-        t = monitor.monitor_traffic(cfg, args.source, args.second, overrides=args.param)
-        print(show(pl.DataFrame([{'side': k, **t[k]} for k in ('champion', 'challenger')])))
-        print(f"{t['summary']}: {'holds up' if t['passed'] else 'does not hold up: ' + '; '.join(t['reasons'])}")
-        print(f"record: {Path(cfg['paths']['runs'])/t['run_id']}")
-        return 0 if t['passed'] else 3
-    with run_lock(Path(cfg['paths']['runs']), f'monitor-{new_run_id()}', wait=True):
-        r = monitor.monitor_file(cfg, args.source, args.labels, args.retrain, args.param, args.engine)
-    print(f"{r['source']}: {r['accepted']} rows monitored, {r['quarantined']} quarantined, against {r['model']} v{r['version']} ({r['engine']} engine, {r['backend']} backend)")
-    if r.get('nothing_to_monitor'): print(r['nothing_to_monitor'])
-    else: print(show(pl.DataFrame(r['drift']).select('column', 'test', 'p_adjusted', 'psi', 'unseen', 'null_rate_reference', 'null_rate_batch', 'drifted')))
-    perf = r['performance'] or {}
-    if perf.get('too_few_rows') or perf.get('undefined'): print(f"performance: {perf.get('too_few_rows') or perf.get('undefined')}")
-    elif perf: print(show(pl.DataFrame([perf])))
-    if (r.get('retraining') or {}).get('skipped'): print(f"retraining skipped: {r['retraining']['skipped']}")
-    elif r.get('retraining'):
-        t = r['retraining']
-        print(f"retrained: v{t['version']} {'promoted to champion' if t['promoted'] else 'refused by the gate: ' + '; '.join(t['refused'])}")
-    print(f"record: {Path(cfg['paths']['runs'])/r['run_id']}")
-    return 3 if r['alerts'] else 0
-
-def commands()->set[str]:
-    "The subcommands `mlops-nb` offers."
-    return set(next(a for a in parser()._actions if a.dest == 'command').choices)
-
-def init(args)->int:
-    "Write mlops.toml for the user's data file; its exit code."
-    from mlops_nb.data import init_config
-    from mlops_nb.train import alone_predicts
-    root = Path(args.root or '.').resolve()
-    path = root/'mlops.toml'
-    if path.exists() and not args.force: raise ConfigError(f"{path} exists already: edit it, or pass --force to replace it")
-    path.write_text(init_config(args.source, root, leak_check=alone_predicts))
-    print(path.read_text())
-    print(f"wrote {path}: review it, then run `mlops-nb run`")
-    return 0
-
-def find_run(runs:list[str], # run ids, newest first
-             ref:str, # an id, or its unique start or end
-            )->str:
-    "The run `ref` names."
-    found = [r for r in runs if r == ref] or [r for r in runs if r.startswith(ref) or r.endswith(ref)]
-    if len(found) == 1: return found[0]
-    raise LookupError(f"{'no' if not found else 'more than one'} pipeline run matches '{ref}'; newest runs: {', '.join(runs[:5]) or 'none yet'}")
-
-def diff(args, cfg)->int:
-    "`mlops-nb diff`: what changed between two runs; the exit code."
-    runs_dir = Path(cfg['paths']['runs'])
-    runs = [m['run_id'] for m in earlier_runs(runs_dir)]
-    if len(runs) < 2 and not (args.run_a and args.run_b):
-        raise LookupError(f"{len(runs)} pipeline run(s) in {runs_dir}: a diff needs two; run `mlops-nb run` again (with a changed parameter, say)")
-    a = find_run(runs, args.run_a) if args.run_a else runs[1]
-    b = find_run(runs, args.run_b) if args.run_b else runs[0] if runs[0] != a else runs[1]
-    rows = [r for r in run_diff(runs_dir/a, runs_dir/b) if not args.changed or r['kind'] == 'run' or r['change']]
-    print(diff_markdown(rows) if args.markdown else diff_table(rows))
-    return 0
-
-def registry(args)->int:
-    "The registry commands; their exit code."
-    if args.command == 'init': return init(args)
-    cfg = load_config(args.root)
-    if args.command == 'diff': return diff(args, cfg)
-    from mlops_nb import register
-    register.use_mlflow(cfg)
-    if args.command in ('score', 'serve', 'deployed'): return deployment(args, cfg)
-    if args.command in ('monitor', 'monitoring'): return monitoring(args, cfg)
-    if args.command == 'readme':
-        from mlops_nb.docs import write_readme
-        try: print(f"{write_readme(args.root, args.check)} {'is up to date' if args.check else 'written'}")
-        except ValueError as e: print(f'mlops-nb: {e}', file=sys.stderr); return 1
-        return 0
-    if args.command == 'docs':
-        from mlops_nb.docs import render_docs
-        site = render_docs(args.root, args.out, not args.no_execute)
-        print(show(pl.DataFrame(site['pages'])))
-        print(f"site: {site['out']}/index.html; reports from {site['reports'] or 'no run yet'}")
-        return 1 if any(p['error'] for p in site['pages']) else 0
-    if args.command == 'scorecard':
-        from mlops_nb.scorecard import levels, scorecard
-        card = scorecard(cfg, commands())
-        print(show(card.drop('optional')))
-        print(', '.join(f'{fw} level {n}' for fw, n in levels(card).items()))
-        return 0
-    if args.command == 'versions':
-        table = register.versions(cfg)
-        if not table.height: raise LookupError(f"{cfg['mlflow']['model_name']} has no versions in {cfg['mlflow']['tracking_uri']} yet: run `mlops-nb run` first")
-        print(show(table))
-    elif args.command == 'card': print(register.read_card(cfg, args.version), end='')
-    elif args.command in ('promote', 'rollback'):
-        with run_lock(Path(cfg['paths']['runs']), f'{args.command}-{new_run_id()}', wait=True):
-            if args.command == 'rollback': entry = register.rollback(cfg, args.reason)
-            elif args.evidence == 'traffic':
-                from mlops_nb.monitor import promote_on_traffic
-                entry = promote_on_traffic(cfg, args.version)
-            else: entry = register.promote(cfg, args.version, args.reason, args.force)
-        print(f"{entry['model']}@champion: v{entry['from']} -> v{entry['to']} ({entry['kind']}: {entry['reason']})")
-    elif args.command == 'lineage':
-        links = register.lineage(cfg, args.ref or f"{cfg['mlflow']['model_name']}@champion")
-        print(show(pl.DataFrame(links).with_columns(pl.col('resolves').cast(pl.String).fill_null('not applicable'))))
-        return 0 if all(l['resolves'] is not False for l in links if l['kept'] in ('registry', 'git')) else 1
-    else:
-        result = register.reproduce(cfg, args.run_id)
-        print(show(pl.DataFrame(result['compared'])))
-        print(f"run {args.run_id}: {'identical predictions and metrics' if result['identical'] else 'DIFFERENT: see the rows marked false'}")
-        return 0 if result['identical'] else 1
-    return 0
-
+# %% ../nbs/80_cli.ipynb #2d4ad39f
 def explain(e:Exception)->str|None:
     "What went wrong, in words, for the errors a user can fix; None for a bug, which should show its traceback."
     from mlflow.exceptions import MlflowException
@@ -288,14 +100,36 @@ def main(argv:list[str]|None=None # arguments; `sys.argv[1:]` by default
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     try: register_kernel()
     except OSError as e: print(f'mlops-nb: note: could not register the Jupyter kernel ({e})', file=sys.stderr)
-    if args.command != 'run':
-        try: return registry(args)
-        except Exception as e:
-            if (message := explain(e)) is None: raise
-            print(f'mlops-nb: error: {message}', file=sys.stderr)
-            return 2
-    try:
-        manifest = run_pipeline(args.root, args.config, args.param, args.force, args.only, args.start, args.wait)
+    try: return args.func(args)
+    except Exception as e:
+        if (message := explain(e)) is None: raise
+        print(f'mlops-nb: error: {message}', file=sys.stderr)
+        return 2
+
+# %% ../nbs/80_cli.ipynb #2d2f07c6
+def init_command(args)->int:
+    "`mlops-nb init`: write mlops.toml for the user's data file; the exit code."
+    from mlops_nb.data import init_config
+    from mlops_nb.train import alone_predicts
+    root = Path(args.root or '.').resolve()
+    path = root/'mlops.toml'
+    if path.exists() and not args.force: raise ConfigError(f"{path} exists already: edit it, or pass --force to replace it")
+    path.write_text(init_config(args.source, root, leak_check=alone_predicts))
+    print(path.read_text())
+    print(f"wrote {path}: review it, then run `mlops-nb run`")
+    return 0
+
+def add_init(sub):
+    "The `init` command."
+    init = sub.add_parser('init', help='write a commented mlops.toml for your own data file, from a look at it')
+    option(init, 'source', doc=arg_docs('data', 'init_config')['source'])
+    option(init, '--force', doc='replace an existing mlops.toml', action='store_true')
+    init.set_defaults(func=init_command)
+
+# %% ../nbs/80_cli.ipynb #bc4ad7e7
+def run_command(args)->int:
+    "`mlops-nb run`: the pipeline; 0 when every stage succeeded, 1 when one failed, 2 when the run could not start."
+    try: manifest = run_pipeline(args.root, args.config, args.param, args.force, args.only, args.start, args.wait)
     except (ConfigError, RunLocked, OSError) as e:
         print(f'mlops-nb: error: {explain(e) or e}', file=sys.stderr)
         return 2
@@ -305,3 +139,283 @@ def main(argv:list[str]|None=None # arguments; `sys.argv[1:]` by default
     print(summary_table(manifest))
     print(f"run {manifest['run_id']} {manifest['status']} in {manifest['duration_s']} s; report: {manifest['run_dir']}/index.html")
     return 0
+
+def add_run(sub):
+    "The `run` command, its options documented where `run_pipeline` documents its parameters."
+    run, doc = sub.add_parser('run', help='run the pipeline: every stage whose inputs changed, reusing the rest'), arg_docs('pipeline', 'run_pipeline')
+    option(run, '--root', doc=doc['root'])
+    option(run, '--config', doc=doc['config'])
+    option(run, '-p', '--param', doc=f"{doc['params']}; repeatable", action='append', default=[], metavar='[STAGE.]NAME=VALUE')
+    option(run, '--force', doc=doc['force'], action='store_true')
+    option(run, '--only', doc=doc['only'], metavar='STAGE')
+    option(run, '--from', doc=doc['start'], dest='start', metavar='STAGE')
+    option(run, '--wait', doc=doc['wait'], action='store_true')
+    run.set_defaults(func=run_command)
+
+# %% ../nbs/80_cli.ipynb #312676cc
+def _registry(args):
+    "The registry module, pointed at the project's tracking store; and the project's configuration."
+    from mlops_nb import register
+    cfg = load_config(args.root)
+    register.use_mlflow(cfg)
+    return register, cfg
+
+def versions_command(args)->int:
+    "`mlops-nb versions`: the model's versions."
+    register, cfg = _registry(args)
+    table = register.versions(cfg)
+    if not table.height:
+        raise LookupError(f"{cfg['mlflow']['model_name']} has no versions in {cfg['mlflow']['tracking_uri']} yet: run `mlops-nb run` first")
+    print(show(table))
+    return 0
+
+def card_command(args)->int:
+    "`mlops-nb card`: a version's model card."
+    register, cfg = _registry(args)
+    print(register.read_card(cfg, args.version), end='')
+    return 0
+
+def move_command(args)->int:
+    "`mlops-nb promote` and `mlops-nb rollback`: move the champion, holding the run lock so a move never interleaves with a run."
+    register, cfg = _registry(args)
+    with run_lock(Path(cfg['paths']['runs']), f'{args.command}-{new_run_id()}', wait=True):
+        if args.command == 'rollback': entry = register.rollback(cfg, args.reason)
+        elif args.evidence == 'traffic':
+            from mlops_nb.monitor import promote_on_traffic
+            entry = promote_on_traffic(cfg, args.version)
+        else: entry = register.promote(cfg, args.version, args.reason, args.force)
+    print(f"{entry['model']}@champion: v{entry['from']} -> v{entry['to']} ({entry['kind']}: {entry['reason']})")
+    return 0
+
+def lineage_command(args)->int:
+    "`mlops-nb lineage`: a version's links to its code, data, run and reports; 1 when one no longer resolves."
+    register, cfg = _registry(args)
+    links = register.lineage(cfg, args.ref or f"{cfg['mlflow']['model_name']}@champion")
+    print(show(pl.DataFrame(links).with_columns(pl.col('resolves').cast(pl.String).fill_null('not applicable'))))
+    return 0 if all(l['resolves'] is not False for l in links if l['kept'] in ('registry', 'git')) else 1
+
+def reproduce_command(args)->int:
+    "`mlops-nb reproduce`: re-run a run's train and evaluate stages; 1 unless predictions and metrics are identical."
+    register, cfg = _registry(args)
+    result = register.reproduce(cfg, args.run_id)
+    print(show(pl.DataFrame(result['compared'])))
+    print(f"run {args.run_id}: {'identical predictions and metrics' if result['identical'] else 'DIFFERENT: see the rows marked false'}")
+    return 0 if result['identical'] else 1
+
+# %% ../nbs/80_cli.ipynb #f9d42df4
+def add_registry(sub):
+    "The registry commands."
+    doc = arg_docs('register', 'promote')
+    sub.add_parser('versions', help="list the model's versions with aliases, holdout metric, gate verdict and data digest").set_defaults(func=versions_command)
+    card = sub.add_parser('card', help="print a version's model card: use, training data, metrics, slices, checks, leakage, limits, lineage")
+    option(card, 'version', doc=arg_docs('register', 'read_card')['ref'], nargs='?', default='champion')
+    promote = sub.add_parser('promote', help='make a version the champion')
+    option(promote, 'version', doc=doc['version'])
+    option(promote, '--reason', doc=doc['reason'], default='promoted by hand')
+    option(promote, '--evidence', doc="traffic: promote only if the version held up on live traffic (mlops-nb monitor --traffic)", choices=['traffic'])
+    option(promote, '--force', doc=doc['force'], action='store_true')
+    rollback = sub.add_parser('rollback', help='move the champion back to the version it replaced')
+    option(rollback, '--reason', doc=arg_docs('register', 'rollback')['reason'], default='rolled back by hand')
+    lineage = sub.add_parser('lineage', help="follow a model version back to its commit, data, run and reports")
+    option(lineage, 'ref', doc=f"{arg_docs('register', 'lineage')['ref']} (default: the champion)", nargs='?')
+    reproduce = sub.add_parser('reproduce', help="re-run a finished run's train and evaluate stages and compare")
+    option(reproduce, 'run_id', doc=f"{arg_docs('register', 'reproduce')['run_id']} (a folder name under runs/)")
+    for command, func in ((card, card_command), (promote, move_command), (rollback, move_command), (lineage, lineage_command),
+                          (reproduce, reproduce_command)): command.set_defaults(func=func)
+
+# %% ../nbs/80_cli.ipynb #ab52f151
+def score_command(args)->int:
+    "`mlops-nb score`: validate and score a batch file."
+    from mlops_nb import deploy
+    _, cfg = _registry(args)
+    print(show(pl.DataFrame([deploy.score_file(cfg, args.source, args.alias, args.out, engine=args.engine)])))
+    return 0
+
+def serve_command(args)->int:
+    "`mlops-nb serve`: the HTTP service, with a bearer token when MLOPS_NB_API_TOKEN is set."
+    from mlops_nb.serve import serve
+    _, cfg = _registry(args)
+    token = None if args.no_auth else os.environ.get('MLOPS_NB_API_TOKEN') or None
+    second = args.shadow or args.canary
+    beside = f", {second} in {'shadow' if args.shadow else f'canary for {args.share:.0%} of records'}" if second else ''
+    print(f"serving {cfg['mlflow']['model_name']}@{args.alias}{beside} on http://{args.host}:{args.port} with {args.workers} worker(s) "
+          f"({'bearer token required' if token else 'no authentication'})", flush=True)
+    serve(cfg, args.host, args.port, args.workers, token, alias=args.alias, second=second, mode='shadow' if args.shadow else 'canary',
+          share=args.share, batch_rows=args.batch_rows, batch_wait_ms=args.batch_wait_ms)
+    return 0
+
+def deployed_command(args)->int:
+    "`mlops-nb deployed`: what each alias serves, and the recorded deployments."
+    register, cfg = _registry(args)
+    name = cfg['mlflow']['model_name']
+    if register.alias_version(name, 'champion') is None:
+        raise LookupError(f"nothing is deployed: {name} has no champion in {cfg['mlflow']['tracking_uri']} yet; run `mlops-nb run` first")
+    print(show(pl.DataFrame([{'alias': a, 'version': register.alias_version(name, a)} for a in ('champion', 'challenger')])))
+    keep = ('at', 'event', 'version', 'replaced', 'who', 'reason', 'smoke_passed', 'run_id')
+    if recorded := register.deployments(cfg): print(show(pl.DataFrame([{k: str(d.get(k, '')) for k in keep} for d in recorded[-10:]])))
+    return 0
+
+# %% ../nbs/80_cli.ipynb #c241cd4e
+def add_deployment(sub):
+    "The commands that put the model to work: score a file, serve over HTTP, say what is deployed."
+    doc, app, served = arg_docs('deploy', 'score_file'), arg_docs('serve', 'make_app'), arg_docs('serve', 'serve')
+    score = sub.add_parser('score', help='validate and score a CSV, Parquet or NDJSON file (or glob) with a model alias')
+    option(score, 'source', doc=doc['source'])
+    option(score, '--alias', doc=doc['alias'], default='champion')
+    option(score, '--out', doc=f"{doc['out']}; a folder with Spark")
+    option(score, '--engine', doc=doc['engine'], choices=ENGINES)
+    serve = sub.add_parser('serve', help='serve a model alias over HTTP; follows the alias when it moves')
+    option(serve, '--alias', doc=app['alias'], default='champion')
+    option(serve, '--host', doc='address to bind: this machine only by default', default='127.0.0.1')
+    option(serve, '--port', doc='port', type=int, default=8000)
+    option(serve, '--no-auth', doc='serve without a bearer token even if MLOPS_NB_API_TOKEN is set', action='store_true')
+    option(serve, '--workers', doc=served['workers'], type=at_least_one, default=1)
+    second = serve.add_mutually_exclusive_group()
+    option(second, '--shadow', doc='also score every request with ALIAS, log it, never return it', metavar='ALIAS')
+    option(second, '--canary', doc='let ALIAS answer a share of records, sticky by id (see --share)', metavar='ALIAS')
+    option(serve, '--share', doc=app['share'], type=share, default=0.1)
+    option(serve, '--batch-rows', doc=app['batch_rows'], type=int, default=2048)
+    option(serve, '--batch-wait-ms', doc=app['batch_wait_ms'], type=float, default=1.0)
+    deployed = sub.add_parser('deployed', help='what each alias serves now, and the recorded deployments')
+    for command, func in ((score, score_command), (serve, serve_command), (deployed, deployed_command)): command.set_defaults(func=func)
+
+# %% ../nbs/80_cli.ipynb #9477b332
+def monitoring_command(args)->int:
+    "`mlops-nb monitoring`: every monitored batch so far."
+    from mlops_nb import monitor
+    _, cfg = _registry(args)
+    history = monitor.monitoring_history(cfg)
+    keep = [c for c in ('at', 'source', 'batch', 'version', 'rows', 'labelled', 'drifted', 'roc_auc', 'r2', 'alerts', 'retrained', 'run_id')
+            if c in history.columns]
+    print(show(history.select(keep).with_columns(pl.col('retrained').cast(pl.String)) if 'retrained' in keep else history.select(keep))
+          if history.height else f"nothing monitored yet for {cfg['mlflow']['model_name']}")
+    return 0
+
+def traffic_command(args, cfg)->int:
+    "`mlops-nb monitor LABELS --traffic`: the champion and a second alias on logged traffic; 3 unless the second holds up."
+    from mlops_nb import monitor
+    t = monitor.monitor_traffic(cfg, args.source, args.second, overrides=args.param)
+    print(show(pl.DataFrame([{'side': k, **t[k]} for k in ('champion', 'challenger')])))
+    print(f"{t['summary']}: {'holds up' if t['passed'] else 'does not hold up: ' + '; '.join(t['reasons'])}")
+    print(f"record: {Path(cfg['paths']['runs'])/t['run_id']}")
+    return 0 if t['passed'] else 3
+
+def monitor_command(args)->int:
+    "`mlops-nb monitor FILE`: drift, data quality, performance and alerts of a batch; 3 when an alert fired."
+    from mlops_nb import monitor
+    _, cfg = _registry(args)
+    if args.traffic: return traffic_command(args, cfg)
+    with run_lock(Path(cfg['paths']['runs']), f'monitor-{new_run_id()}', wait=True):
+        r = monitor.monitor_file(cfg, args.source, args.labels, args.retrain, args.param, args.engine)
+    print(f"{r['source']}: {r['accepted']} rows monitored, {r['quarantined']} quarantined, against {r['model']} v{r['version']} "
+          f"({r['engine']} engine, {r['backend']} backend)")
+    if r.get('nothing_to_monitor'): print(r['nothing_to_monitor'])
+    else: print(show(pl.DataFrame(r['drift']).select('column', 'test', 'p_adjusted', 'psi', 'unseen', 'null_rate_reference', 'null_rate_batch', 'drifted')))
+    perf = r['performance'] or {}
+    if perf.get('too_few_rows') or perf.get('undefined'): print(f"performance: {perf.get('too_few_rows') or perf.get('undefined')}")
+    elif perf: print(show(pl.DataFrame([perf])))
+    if (r.get('retraining') or {}).get('skipped'): print(f"retraining skipped: {r['retraining']['skipped']}")
+    elif r.get('retraining'):
+        t = r['retraining']
+        print(f"retrained: v{t['version']} {'promoted to champion' if t['promoted'] else 'refused by the gate: ' + '; '.join(t['refused'])}")
+    print(f"record: {Path(cfg['paths']['runs'])/r['run_id']}")
+    return 3 if r['alerts'] else 0
+
+# %% ../nbs/80_cli.ipynb #aea35d61
+def add_monitoring(sub):
+    "The commands that watch the model: a batch file, logged traffic, the history."
+    doc = arg_docs('monitor', 'monitor_file')
+    monitor = sub.add_parser('monitor', help='check a batch file against the champion: drift, data quality, performance, alerts; exit 3 on an alert')
+    option(monitor, 'source', doc=doc['source'])
+    option(monitor, '--labels', doc=doc['labels'])
+    option(monitor, '--retrain', doc=doc['allow_retrain'], action='store_true')
+    option(monitor, '--traffic', doc='SOURCE holds labels: compare the champion and --second on the requests the service logged; exit 3 unless '
+           'the second holds up', action='store_true')
+    option(monitor, '--second', doc=f"with --traffic: {arg_docs('monitor', 'monitor_traffic')['second']}", default='challenger')
+    option(monitor, '-p', '--param', doc=f"{doc['overrides']}; repeatable", action='append', default=[], metavar='[STAGE.]NAME=VALUE')
+    option(monitor, '--engine', doc=doc['engine'], choices=ENGINES)
+    monitor.set_defaults(func=monitor_command)
+    sub.add_parser('monitoring', help='the monitoring history: every monitored batch, its drift, performance, alerts and retraining'
+                  ).set_defaults(func=monitoring_command)
+
+# %% ../nbs/80_cli.ipynb #2cf6aad4
+def find_run(runs:list[str], # run ids, newest first
+             ref:str, # an id, or its unique start or end
+            )->str:
+    "The run `ref` names."
+    found = [r for r in runs if r == ref] or [r for r in runs if r.startswith(ref) or r.endswith(ref)]
+    if len(found) == 1: return found[0]
+    raise LookupError(f"{'no' if not found else 'more than one'} pipeline run matches '{ref}'; newest runs: {', '.join(runs[:5]) or 'none yet'}")
+
+def diff_command(args)->int:
+    "`mlops-nb diff`: what changed between two runs."
+    runs_dir = Path(load_config(args.root)['paths']['runs'])
+    runs = [m['run_id'] for m in earlier_runs(runs_dir)]
+    if len(runs) < 2 and not (args.run_a and args.run_b):
+        raise LookupError(f"{len(runs)} pipeline run(s) in {runs_dir}: a diff needs two; run `mlops-nb run` again (with a changed parameter, say)")
+    a = find_run(runs, args.run_a) if args.run_a else runs[1]
+    b = find_run(runs, args.run_b) if args.run_b else runs[0] if runs[0] != a else runs[1]
+    rows = [r for r in run_diff(runs_dir/a, runs_dir/b) if not args.changed or r['kind'] == 'run' or r['change']]
+    print(diff_markdown(rows) if args.markdown else diff_table(rows))
+    return 0
+
+def scorecard_command(args)->int:
+    "`mlops-nb scorecard`: the project's MLOps maturity, capability by capability."
+    from mlops_nb.scorecard import levels, scorecard
+    _, cfg = _registry(args)
+    card = scorecard(cfg, set(args.commands))
+    print(show(card.drop('optional')))
+    print(', '.join(f'{fw} level {n}' for fw, n in levels(card).items()))
+    return 0
+
+def readme_command(args)->int:
+    "`mlops-nb readme`: write README.md from nbs/index.ipynb, or check it is up to date (1 when not)."
+    from mlops_nb.docs import write_readme
+    try: print(f"{write_readme(args.root, args.check)} {'is up to date' if args.check else 'written'}")
+    except ValueError as e:
+        print(f'mlops-nb: {e}', file=sys.stderr)
+        return 1
+    return 0
+
+def docs_command(args)->int:
+    "`mlops-nb docs`: every notebook and the last run's reports as HTML; 1 when a page failed."
+    from mlops_nb.docs import render_docs
+    site = render_docs(args.root, args.out, not args.no_execute)
+    print(show(pl.DataFrame(site['pages'])))
+    print(f"site: {site['out']}/index.html; reports from {site['reports'] or 'no run yet'}")
+    return 1 if any(p['error'] for p in site['pages']) else 0
+
+# %% ../nbs/80_cli.ipynb #b80a6bd6
+def add_reports(sub):
+    "The commands that compare runs, rate the project and build its documentation."
+    diff = sub.add_parser('diff', help='what changed between two runs: parameters, data, contract, verdicts, metrics with deltas, drift, quarantine')
+    option(diff, 'run_a', doc='the earlier run: an id, or its unique start or end (default: the run before the newest)', nargs='?')
+    option(diff, 'run_b', doc='the later run (default: the newest)', nargs='?')
+    option(diff, '--markdown', doc='print Markdown, for a pull-request comment or a CI job summary', action='store_true')
+    option(diff, '--changed', doc='leave out the metrics that did not change', action='store_true')
+    diff.set_defaults(func=diff_command)
+    sub.add_parser('scorecard', help="rate the project against Google's MLOps levels 0-2 and Microsoft's maturity levels 0-4").set_defaults(func=scorecard_command)
+    readme = sub.add_parser('readme', help='write README.md from nbs/index.ipynb (executing it)')
+    option(readme, '--check', doc='only check that README.md is up to date; exit 1 if not', action='store_true')
+    readme.set_defaults(func=readme_command)
+    docs = sub.add_parser('docs', help="render every notebook and the last run's reports to HTML with nbconvert")
+    option(docs, '--out', doc='where the site goes (default: <root>/_docs)')
+    option(docs, '--no-execute', doc='render the notebooks as stored, without running them', action='store_true')
+    docs.set_defaults(func=docs_command)
+
+# %% ../nbs/80_cli.ipynb #342cad2d
+GROUPS = (add_init, add_run, add_registry, add_deployment, add_monitoring, add_reports)
+
+def parser()->argparse.ArgumentParser:
+    "The `mlops-nb` argument parser: each command group adds its commands, each command names the function that runs it."
+    p = argparse.ArgumentParser(prog='mlops-nb', description='A notebook-first, literate MLOps lifecycle.')
+    sub = p.add_subparsers(dest='command', required=True)
+    for add in GROUPS: add(sub)
+    for name, command in sub.choices.items():
+        if name != 'run': option(command, '--root', doc='project folder (default: as for run)')
+    p.set_defaults(commands=sorted(sub.choices))
+    return p
+
+def commands()->set[str]:
+    "The subcommands `mlops-nb` offers."
+    return set(parser().get_default('commands'))
