@@ -323,7 +323,7 @@ def positive_class(classes:list, # the target's two classes, sorted
         return found[0], 'declared by positive_class'
     spelled = [c for c in classes if str(c).strip().lower() in POSITIVE_WORDS]
     if len(spelled) == 1: return spelled[0], f"{spelled[0]!r} is spelled like the event; set positive_class to choose the other"
-    return classes[-1], f"the last class in sorted order; set positive_class to choose the other"
+    return classes[-1], 'the last class in sorted order; set positive_class to choose the other'
 
 # %% ../nbs/10_data.ipynb #7f5ec0ad
 CONTRACT_SETTINGS = ('target', 'task', 'time_column', 'time_parts', 'time_format', 'id_column', 'include', 'exclude', 'separator',

@@ -22,7 +22,7 @@ def execute(nb:nbformat.NotebookNode, # the notebook
             timeout:int=600, # seconds a cell may take
            )->nbformat.NotebookNode:
     "Run every cell in a fresh kernel of this interpreter; the executed notebook."
-    from mlops_nb.pipeline import ProjectKernelManager
+    from mlops_nb.kernel import ProjectKernelManager
     NotebookClient(nb, timeout=timeout, kernel_manager_class=ProjectKernelManager, resources={'metadata': {'path': str(folder)}}).execute()
     return nb
 
