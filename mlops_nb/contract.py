@@ -18,7 +18,7 @@ try: import tomllib
 except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
-__all__ = ['TEXT_TYPES', 'DATETIME_FORMATS', 'ROLES', 'CONTRACT_HEADER', 'COLUMN_KEYS', 'EXPECTED_KEYS', 'DATASET_KEYS',
+__all__ = ['TEXT_TYPES', 'NUMBER', 'DATETIME_FORMATS', 'ROLES', 'CONTRACT_HEADER', 'COLUMN_KEYS', 'EXPECTED_KEYS', 'DATASET_KEYS',
            'BATCH_CHECKS', 'parse_as', 'polars_type', 'type_name', 'DataContractError', 'datetime_format',
            'infer_text_type', 'infer_column', 'infer_contract', 'write_contract', 'check_contract', 'read_contract',
            'contract_digest', 'stamp_inference', 'outdated_inference', 'column_checks', 'reason_text',
@@ -27,6 +27,7 @@ __all__ = ['TEXT_TYPES', 'DATETIME_FORMATS', 'ROLES', 'CONTRACT_HEADER', 'COLUMN
 
 # %% ../nbs/11_contract.ipynb #8d9c2984
 TEXT_TYPES = ('Boolean', 'Int64', 'Float64', 'Datetime', 'String')
+NUMBER = {'double', 'float', 'long', 'integer'}  # the types of a model signature's columns that hold numbers
 
 def parse_as(expr:pl.Expr, # a string expression
              dtype:str, # a contract type name

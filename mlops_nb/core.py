@@ -23,8 +23,8 @@ except ModuleNotFoundError: import tomli as tomllib
 # %% auto #0
 __all__ = ['DEFAULT_CONFIG', 'STAGE_DEFAULTS', 'ENGINES', 'PARAM_TYPES', 'NOT_RECORDED', 'KEY_PACKAGES', 'KERNEL_NAME',
            'KERNEL_SPEC', 'find_root', 'ConfigError', 'merge_config', 'default_model_name', 'load_config',
-           'engine_name', 'spark_engine', 'new_run_id', 'file_digest', 'frame_digest', 'atomic_path', 'atomic_write',
-           'write_json', 'Param', 'parse_parameters', 'coerce', 'notebook_parameters', 'shown_commit', 'git_state',
+           'engine_name', 'new_run_id', 'file_digest', 'frame_digest', 'atomic_path', 'atomic_write', 'write_json',
+           'Param', 'parse_parameters', 'coerce', 'notebook_parameters', 'shown_commit', 'git_state',
            'environment_info', 'secret_values', 'redact', 'find_secrets', 'notebooks_dir', 'stage_notebook',
            'scratch_config', 'parse_overrides', 'resolve_params', 'StageContext', 'stage_context', 'stage_function',
            'run_stage_function', 'register_kernel']
@@ -120,13 +120,6 @@ def engine_name(cfg:dict, # project configuration
     name = given or cfg['engine']['name']
     if name not in ENGINES: raise ConfigError(f"unknown engine '{name}'; use one of {', '.join(ENGINES)}")
     return name
-
-def spark_engine():
-    "The Spark engine's module, `mlops_nb.spark`, or an error saying what to install."
-    try: return import_module('mlops_nb.spark')
-    except ModuleNotFoundError as e:
-        if (e.name or '').split('.')[0] not in ('pyspark', 'py4j'): raise
-        raise ConfigError("the Spark engine needs pyspark: pip install 'mlops-nb[spark]' (and Java 17 or newer)") from None
 
 # %% ../nbs/00_core.ipynb #6bea3102
 def new_run_id()->str:

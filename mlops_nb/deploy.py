@@ -5,6 +5,7 @@
 # %% ../nbs/50_deploy.ipynb #b6da5af8
 from __future__ import annotations
 import json, os, shutil, time
+from importlib import import_module
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,15 +13,23 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from .contract import BATCH_CHECKS, DataContractError, plural, validate
-from .core import StageContext, engine_name, spark_engine
+from .contract import BATCH_CHECKS, NUMBER, DataContractError, plural, validate
+from .core import ConfigError, StageContext, engine_name
 from .data import FORMATS, DataSourceError, diagnose_csv, reading, scan_source, source_files, with_time
 from .register import DEPLOYMENT_EVENT, alias_version, deployments, deployments_path, record_event
-from .serve import NUMBER, PredictionLog, Server, load_served, make_app
+from .serve import PredictionLog, Server, load_served, make_app
 from .train import predict, use_mlflow
 
 # %% auto #0
-__all__ = ['score_file', 'smoke_test', 'deploy_stage']
+__all__ = ['spark_engine', 'score_file', 'smoke_test', 'deploy_stage']
+
+# %% ../nbs/50_deploy.ipynb #6834e702
+def spark_engine():
+    "The Spark engine's module, `mlops_nb.spark`, or an error saying what to install."
+    try: return import_module('mlops_nb.spark')
+    except ModuleNotFoundError as e:
+        if (e.name or '').split('.')[0] not in ('pyspark', 'py4j'): raise
+        raise ConfigError("the Spark engine needs pyspark: pip install 'mlops-nb[spark]' (and Java 17 or newer)") from None
 
 # %% ../nbs/50_deploy.ipynb #ed666105
 def _append(writers:dict, key:str, path:Path, df:pl.DataFrame):

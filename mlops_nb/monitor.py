@@ -17,7 +17,8 @@ from mlflow import MlflowClient
 
 from .alerts import check_alerts, send_alerts
 from .contract import DataContractError, parse_as
-from .core import StageContext, engine_name, environment_info, git_state, new_run_id, resolve_params, spark_engine, write_json
+from .core import StageContext, engine_name, environment_info, git_state, new_run_id, resolve_params, write_json
+from .deploy import spark_engine
 from .data import collect, open_batch, read_batch, reading
 from .drift import batch_summary, drift_table, multivariate_drift, row_sample
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys

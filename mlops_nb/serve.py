@@ -20,12 +20,13 @@ from mlflow.models import get_model_info
 from threadpoolctl import threadpool_limits
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+from .contract import NUMBER
 from .core import atomic_path, load_config, shown_commit
 from .register import DEPLOYMENT_EVENT, alias_version, deployments_path, record_event, version_bundle
 from .train import predict, use_mlflow
 
 # %% auto #0
-__all__ = ['NUMBER', 'SETTINGS', 'ServedModel', 'load_served', 'RequestError', 'read_body', 'parse_records', 'field_errors',
+__all__ = ['SETTINGS', 'ServedModel', 'load_served', 'RequestError', 'read_body', 'parse_records', 'field_errors',
            'PredictionLog', 'records_frame', 'answers', 'predict_records', 'swap_checks', 'Batcher', 'in_canary',
            'ServiceMetrics', 'make_app', 'free_port', 'Server', 'worker_app', 'serve']
 
@@ -94,8 +95,6 @@ def parse_records(body:bytes, content_type:str|None, max_bytes:int=1_000_000, ma
     if not isinstance(records, list) or not records: raise RequestError(400, [{'error': 'no records: send {"records": [{...}, ...]}'}])
     if len(records) > max_records: raise RequestError(413, [{'error': f'{len(records)} records exceed the limit of {max_records}'}])
     return records
-
-NUMBER = {'double', 'float', 'long', 'integer'}
 
 def _shown(v)->str: return json.dumps(v)[:80]
 

@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession, Window, functions as F, types as T
 from threadpoolctl import threadpool_limits
 
-from .contract import BATCH_CHECKS, DataContractError, Validation, judge_validation, parse_as, plural, type_name
+from .contract import NUMBER, BATCH_CHECKS, DataContractError, Validation, judge_validation, parse_as, plural, type_name
 from .core import ConfigError
 from .data import FORMATS, NULL_VALUES, DataSourceError, diagnose_csv, reading, source_files, time_from_parts, unnamed
 from .drift import grid, grid_counts, monitored, sample_key
-from .serve import NUMBER
+
 
 # %% auto #0
 __all__ = ['SPARK_DEFAULTS', 'SPARK_TYPES', 'POLARS_TYPES', 'local_cores', 'spark_session', 'spark_for', 'csv_header', 'col',

@@ -1,0 +1,28 @@
+"The package's layering: modules depend downwards, never in a circle, not even through a name written as a string."
+import ast, re
+from pathlib import Path
+
+PACKAGE = Path(__file__).parent.parent/'mlops_nb'
+
+def imports(path:Path)->set[str]:
+    "The mlops_nb modules a module imports, at its top or inside a function, or names in a string such as import_module's."
+    tree, out = ast.parse(path.read_text()), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module: out.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith('mlops_nb'):
+            out |= {node.module.split('.')[1]} if '.' in node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.Import): out |= {a.name.split('.')[1] for a in node.names if a.name.startswith('mlops_nb.')}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str): out |= set(re.findall(r'^mlops_nb\.(\w+)$', node.value))
+    return out - {path.stem}
+
+def test_no_module_reaches_a_module_that_reaches_back():
+    modules = {p.stem for p in PACKAGE.glob('*.py') if not p.stem.startswith('_')}
+    graph = {m: imports(PACKAGE/f'{m}.py') & modules for m in modules}
+    def path_back(start, node, seen):
+        for n in sorted(graph[node]):
+            if n == start: return [node, n]
+            if n not in seen and (rest := path_back(start, n, seen | {n})): return [node, *rest]
+        return None
+    circles = [c for m in sorted(modules) if (c := path_back(m, m, {m}))]
+    assert not circles, 'import circles: ' + '; '.join(' -> '.join(c) for c in circles)
+    assert graph['core'] == set() and graph['spark'] <= {'contract', 'core', 'data', 'drift'}, (graph['core'], graph['spark'])
