@@ -4,7 +4,7 @@
 
 # %% ../nbs/52_serve.ipynb #a1c0e004
 from __future__ import annotations
-import asyncio, gc, hashlib, hmac, json, math, os, queue, socket, tempfile, threading, time, uuid
+import asyncio, functools, gc, hashlib, hmac, json, math, os, queue, socket, tempfile, threading, time, uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +28,8 @@ from .train import predict, use_mlflow
 # %% auto #0
 __all__ = ['SETTINGS', 'ServedModel', 'load_served', 'RequestError', 'read_body', 'parse_records', 'field_errors',
            'PredictionLog', 'records_frame', 'answers', 'predict_records', 'swap_checks', 'Batcher', 'in_canary',
-           'ServiceMetrics', 'make_app', 'free_port', 'Server', 'worker_app', 'serve']
+           'ServiceMetrics', 'Aliases', 'Scorer', 'authorised', 'answer', 'respond', 'health_report', 'make_app',
+           'free_port', 'Server', 'worker_app', 'serve']
 
 # %% ../nbs/52_serve.ipynb #e7918f09
 @dataclass
@@ -316,13 +317,146 @@ class ServiceMetrics:
         multiprocess.MultiProcessCollector(everyone)
         return generate_latest(everyone)
 
-# %% ../nbs/52_serve.ipynb #f3a3d3e7
+# %% ../nbs/52_serve.ipynb #78ae6b92
 def _same_inputs(first:ServedModel, second:ServedModel):
     "Refuse a second version that does not take the first one's inputs."
     if first.fields != second.fields:
         raise ValueError(f"{second.name}@{second.alias} (v{second.version}) takes other inputs than {first.name}@{first.alias} (v{first.version}): "
                          f"{sorted(set(second.fields.items()) ^ set(first.fields.items()))[:6]}; shadow and canary need the same fields")
 
+class Aliases:
+    "The versions a service serves, by alias; it swaps in the version an alias moved to, once that version passes the swap checks."
+    def __init__(self, cfg:dict, # project configuration
+                 roles:dict, # alias -> its role: answers, shadow or canary
+                 metrics:ServiceMetrics, # the service's metrics, told which version each alias serves
+                ):
+        self.cfg, self.roles, self.metrics = cfg, roles, metrics
+        self.served, self.refused = {a: load_served(cfg, a) for a in roles}, dict.fromkeys(roles)
+        for a, role in roles.items(): metrics.serving(a, role, self.served[a].version)
+
+    def swap(self, a:str):
+        "Serve the version `a` points at now, if it moved and passes the checks; the deployment event is recorded either way."
+        moved_to = alias_version(self.cfg['mlflow']['model_name'], a)
+        if moved_to in (self.served[a].version, self.refused[a], None): return
+        new, was = load_served(self.cfg, a), self.served[a].version
+        checked = swap_checks(new)
+        for other in (self.served[b] for b in self.roles if b != a):
+            try: _same_inputs(other, new)
+            except ValueError as e: checked = {'passed': False, 'checks': checked['checks'] + [{'check': 'same inputs', 'passed': False, 'detail': str(e)}]}
+        if checked['passed']:
+            self.metrics.serving(a, self.roles[a], new.version, was)
+            self.served[a], self.refused[a] = new, None
+        else: self.refused[a] = new.version
+        record_event(self.cfg, DEPLOYMENT_EVENT, {'at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                     'event': 'service swap' if checked['passed'] else 'swap refused', 'model': new.name, 'alias': a, 'version': new.version,
+                     'replaced': was, 'service': f'{socket.gethostname()} pid {os.getpid()}', 'checks': checked['checks']}, deployments_path(self.cfg))
+
+    def follow(self, stop:threading.Event, # set to stop following
+               every:float, # seconds between two looks at the aliases
+              ):
+        "Look at the aliases every `every` seconds until `stop` is set, swapping in what moved; a failed look is printed, never fatal."
+        while not stop.wait(every):
+            for a in self.roles:
+                try: self.swap(a)
+                except Exception as e: print(f'mlops-nb serve: could not follow {a}: {type(e).__name__}: {e}')
+
+# %% ../nbs/52_serve.ipynb #75f85103
+class Scorer:
+    "Scores the records of several requests in one model call per version, and logs them after the answers are sent."
+    def __init__(self, aliases:Aliases, # the versions served
+                 alias:str, # the alias that answers
+                 second:str|None, # an alias beside it, or None
+                 mode:str, # what the second does: shadow or canary
+                 share:float, # canary: the share of records, by id, it answers
+                 log:PredictionLog, # where scored rows go
+                ):
+        self.aliases, self.alias, self.second, self.mode, self.share, self.log = aliases, alias, second, mode, share, log
+        self.schema = {f: pl.Float64 if t in NUMBER else pl.String for f, (t, _) in aliases.served[alias].fields.items()} | {
+            'id': pl.String, 'alias': pl.String, 'shadow_version': pl.String, 'shadow_prediction': pl.Float64, 'shadow_probability': pl.Float64}
+
+    def __call__(self, payloads:list[dict] # each request's records, ids, canary keys and request id
+                )->tuple:
+        "Each payload's answers, and a function that logs them."
+        main, other = self.aliases.served[self.alias], self.aliases.served.get(self.second)
+        records = [r for p in payloads for r in p['records']]
+        keys = [k for p in payloads for k in p['keys']]
+        X = records_frame(main, records)
+        canary = np.array([self.mode == 'canary' and other is not None and in_canary(k, self.share) for k in keys])
+        out = [None] * len(records)
+        for served, rows in ((main, np.flatnonzero(~canary)), (other, np.flatnonzero(canary))):
+            if not len(rows): continue
+            for i, a in zip(rows, answers(served, X if len(rows) == len(records) else X.iloc[rows])):
+                out[i] = {**a, 'version': served.version, 'alias': served.alias}
+        results, start = [], 0
+        for p in payloads:
+            results.append(out[start:start + len(p['records'])]); start += len(p['records'])
+        return results, lambda: self.record(payloads, main, other, X, out)
+
+    def record(self, payloads:list[dict], main:ServedModel, other:ServedModel|None, X, out:list[dict]):
+        "Append the scored rows to the prediction log, with the shadow's answers when a shadow runs."
+        records = [r for p in payloads for r in p['records']]
+        ids, request_ids = [i for p in payloads for i in p['ids']], [p['request_id'] for p in payloads for _ in p['records']]
+        n, now = len(records), datetime.now(timezone.utc).isoformat(timespec='milliseconds')
+        shadow = answers(other, X) if other is not None and self.mode == 'shadow' else None
+        extra = {'model': main.name, 'logged_at': now, 'source': 'http'} | ({'shadow_version': other.version} if shadow else {})
+        try:  # columns at once: a dict per row would cost more than the model
+            frame = pl.DataFrame({**{f: pl.Series(f, X[f].to_numpy() if t in NUMBER else X[f].tolist(), self.schema[f]) for f, (t, _) in main.fields.items()},
+                                  'id': [str(i) for i in ids], **{k: [a.get(k) for a in out] for k in out[0]},
+                                  **{k: [v] * n for k, v in extra.items()}, 'request_id': request_ids,
+                                  **({'shadow_prediction': pl.Series([float(a['prediction']) for a in shadow], dtype=pl.Float64),
+                                      'shadow_probability': pl.Series([a.get('probability') for a in shadow], dtype=pl.Float64)} if shadow else {})})
+            self.log.log(frame)
+        except Exception:  # a value the frame cannot hold: row by row, so that only its own row is rejected
+            self.log.log([{**{f: r[f] for f in main.fields}, 'id': str(ids[i]), **out[i], **extra, 'request_id': request_ids[i],
+                           **({'shadow_prediction': float(shadow[i]['prediction']), 'shadow_probability': shadow[i].get('probability')} if shadow else {})}
+                          for i, r in enumerate(records)], self.schema)
+
+# %% ../nbs/52_serve.ipynb #8ee73bdc
+def authorised(request:Request, token:str|None)->bool:
+    "Whether `request` carries the bearer token (always, when the service has none)."
+    if token is None: return True
+    return hmac.compare_digest(request.headers.get('authorization', '').encode('utf-8', 'surrogateescape'), f'Bearer {token}'.encode())
+
+async def answer(request:Request, # a /predict request
+                 served:ServedModel, # the version that answers
+                 batcher:Batcher, # scores it with the other requests of the moment
+                 id_field:str|None, # a record field echoed as each prediction's id
+                 max_bytes:int, max_records:int, # the largest body and the most records accepted
+                )->tuple[int, dict]:
+    "The status and body of a /predict request: the records checked against the model's signature, then scored in the next batch."
+    try:
+        records = parse_records(await read_body(request, max_bytes), request.headers.get('content-type'), max_bytes, max_records)
+        if errors := field_errors(records, served.fields, (id_field,) if id_field else ()): raise RequestError(422, errors)
+    except RequestError as e: return e.status, {'errors': e.errors}
+    ids = [r.get(id_field, i) if id_field else i for i, r in enumerate(records)]
+    keys = [r[id_field] if id_field and r.get(id_field) is not None else r for r in records]
+    request_id = uuid.uuid4().hex
+    try: out = await batcher.submit({'records': records, 'ids': ids, 'keys': keys, 'request_id': request_id})
+    except Exception as e: return 500, {'errors': [{'error': f'the model failed on valid records: {type(e).__name__}: {e}'[:300]}]}
+    return 200, {'model': served.name, 'version': ','.join(sorted({a['version'] for a in out})), 'request_id': request_id,
+                 'predictions': [{'id': i, **{k: v for k, v in a.items() if k != 'alias'}} for i, a in zip(ids, out)]}
+
+# %% ../nbs/52_serve.ipynb #c2c99d97
+def _check_second(alias:str, second:str|None, mode:str, share:float):
+    "Refuse settings of a second alias that cannot work."
+    if mode not in ('shadow', 'canary'): raise ValueError(f"mode must be shadow or canary, not {mode!r}")
+    if not 0 <= share <= 1: raise ValueError(f'share must be between 0 and 1, not {share}')
+    if second == alias: raise ValueError(f'the second alias must differ from the first ({alias})')
+
+def respond(metrics:ServiceMetrics, path:str, status:int, body, media:str='application/json')->Response:
+    "The response, counted in the service's metrics by path and status."
+    metrics.requests.labels(path, str(status)).inc()
+    return Response(body if isinstance(body, bytes) else json.dumps(body), status_code=status, media_type=media)
+
+def health_report(aliases:Aliases, alias:str, second:str|None, mode:str, share:float, log:PredictionLog)->dict:
+    "What /health says: the versions served and any refused, and the prediction log's counts."
+    main, other = aliases.served[alias], aliases.served.get(second)
+    return {'status': 'ok', 'model': main.name, 'version': main.version, 'refused_version': aliases.refused[alias],
+            'second': {'alias': second, 'mode': mode, 'version': other.version, 'refused_version': aliases.refused[second],
+                       **({'share': share} if mode == 'canary' else {})} if second else None,
+            'prediction_log': {'written': log.written, 'rejected': log.rejected, 'queued': log.queue.qsize()}}
+
+# %% ../nbs/52_serve.ipynb #4d8980d9
 def make_app(cfg:dict, # project configuration
              alias:str='champion', # the alias to serve
              token:str|None=None, # bearer token required by /predict, /metadata and /metrics; None: no authentication
@@ -337,138 +471,47 @@ def make_app(cfg:dict, # project configuration
              batch_rows:int=2048, # most rows scored in one model call
              batch_wait_ms:float=1.0, # longest wait for more requests to score together
             )->FastAPI:
-    "The HTTP service for the model behind `alias`, and optionally a second alias in shadow or canary."
-    if mode not in ('shadow', 'canary'): raise ValueError(f"mode must be shadow or canary, not {mode!r}")
-    if not 0 <= share <= 1: raise ValueError(f'share must be between 0 and 1, not {share}')
-    if second == alias: raise ValueError(f'the second alias must differ from the first ({alias})')
-    roles = {alias: 'answers', **({second: 'shadow' if mode == 'shadow' else f'canary {share:g}'} if second else {})}
-    state = {a: load_served(cfg, a) for a in roles}
-    if second: _same_inputs(state[alias], state[second])
-    refused = dict.fromkeys(roles)
-    contract = state[alias].contract
-    id_field = id_field or (contract['dataset'].get('id_column') if contract else None) or None
+    "The HTTP service for the model behind `alias`, and optionally a second alias in shadow or canary: the pieces above, and routes."
+    _check_second(alias, second, mode, share)
     metrics = ServiceMetrics()
-    for a, role in roles.items(): metrics.serving(a, role, state[a].version)
+    aliases = Aliases(cfg, {alias: 'answers', **({second: 'shadow' if mode == 'shadow' else f'canary {share:g}'} if second else {})}, metrics)
+    if second: _same_inputs(aliases.served[alias], aliases.served[second])
+    contract = aliases.served[alias].contract
+    id_field = id_field or (contract['dataset'].get('id_column') if contract else None) or None
     log = PredictionLog(log_folder or cfg['paths']['predictions'], on_reject=metrics.rejected.inc)
-    log_schema = {f: pl.Float64 if t in NUMBER else pl.String for f, (t, _) in state[alias].fields.items()} | {
-        'id': pl.String, 'alias': pl.String, 'shadow_version': pl.String, 'shadow_prediction': pl.Float64, 'shadow_probability': pl.Float64}
-    stop = threading.Event()
-
-    def score(payloads):
-        main, other = state[alias], state.get(second)
-        records = [r for p in payloads for r in p['records']]
-        ids, keys = [i for p in payloads for i in p['ids']], [k for p in payloads for k in p['keys']]
-        request_ids = [p['request_id'] for p in payloads for _ in p['records']]
-        X = records_frame(main, records)
-        canary = np.array([mode == 'canary' and other is not None and in_canary(k, share) for k in keys])
-        out = [None] * len(records)
-        for served, rows in ((main, np.flatnonzero(~canary)), (other, np.flatnonzero(canary))):
-            if not len(rows): continue
-            for i, a in zip(rows, answers(served, X if len(rows) == len(records) else X.iloc[rows])):
-                out[i] = {**a, 'version': served.version, 'alias': served.alias}
-        results, start = [], 0
-        for p in payloads:
-            results.append(out[start:start + len(p['records'])]); start += len(p['records'])
-
-        def after():
-            n, now = len(records), datetime.now(timezone.utc).isoformat(timespec='milliseconds')
-            shadow = answers(other, X) if other is not None and mode == 'shadow' else None
-            extra = {'model': main.name, 'logged_at': now, 'source': 'http'} | (
-                {'shadow_version': other.version} if shadow else {})
-            try:  # columns at once: a dict per row would cost more than the model
-                frame = pl.DataFrame({**{f: pl.Series(f, X[f].to_numpy() if t in NUMBER else X[f].tolist(), log_schema[f]) for f, (t, _) in main.fields.items()},
-                                      'id': [str(i) for i in ids], **{k: [a.get(k) for a in out] for k in out[0]},
-                                      **{k: [v] * n for k, v in extra.items()}, 'request_id': request_ids,
-                                      **({'shadow_prediction': pl.Series([float(a['prediction']) for a in shadow], dtype=pl.Float64),
-                                          'shadow_probability': pl.Series([a.get('probability') for a in shadow], dtype=pl.Float64)} if shadow else {})})
-                log.log(frame)
-            except Exception:  # a value the frame cannot hold: row by row, so that only its own row is rejected
-                log.log([{**{f: r[f] for f in main.fields}, 'id': str(ids[i]), **out[i], **extra, 'request_id': request_ids[i],
-                          **({'shadow_prediction': float(shadow[i]['prediction']), 'shadow_probability': shadow[i].get('probability')} if shadow else {})}
-                         for i, r in enumerate(records)], log_schema)
-        return results, after
-
-    batcher = Batcher(score, lambda p: len(p['records']), batch_rows, batch_wait_ms, metrics.batch_rows.observe)
-
-    def swap(a):
-        moved_to = alias_version(cfg['mlflow']['model_name'], a)
-        if moved_to in (state[a].version, refused[a], None): return
-        new = load_served(cfg, a)
-        checked = swap_checks(new)
-        for other in (state[b] for b in roles if b != a):
-            try: _same_inputs(other, new)
-            except ValueError as e: checked = {'passed': False, 'checks': checked['checks'] + [{'check': 'same inputs', 'passed': False, 'detail': str(e)}]}
-        event = {'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'event': 'service swap' if checked['passed'] else 'swap refused',
-                 'model': new.name, 'alias': a, 'version': new.version, 'replaced': state[a].version,
-                 'service': f'{socket.gethostname()} pid {os.getpid()}', 'checks': checked['checks']}
-        if checked['passed']:
-            metrics.serving(a, roles[a], new.version, state[a].version)
-            state[a], refused[a] = new, None
-        else: refused[a] = new.version
-        record_event(cfg, DEPLOYMENT_EVENT, event, deployments_path(cfg))
-
-    def follow_aliases():
-        while not stop.wait(reload_seconds):
-            for a in roles:
-                try: swap(a)
-                except Exception as e: print(f'mlops-nb serve: could not follow {a}: {type(e).__name__}: {e}')
+    batcher = Batcher(Scorer(aliases, alias, second, mode, share, log), lambda p: len(p['records']), batch_rows, batch_wait_ms, metrics.batch_rows.observe)
+    stop, denied = threading.Event(), {'errors': [{'error': 'missing or wrong bearer token'}]}
 
     async def lifespan(app):
-        threading.Thread(target=follow_aliases, daemon=True).start()
+        threading.Thread(target=aliases.follow, args=(stop, reload_seconds), daemon=True).start()
         gc.collect(); gc.freeze()  # the loaded libraries and model are never garbage: full collections skip them
         yield
         stop.set(); batcher.close(); log.close()
 
     app = FastAPI(title='mlops_nb model service', lifespan=lifespan)
     app.state.log, app.state.metrics = log, metrics
-
-    def reply(path, status, body, media='application/json'):
-        metrics.requests.labels(path, str(status)).inc()
-        return Response(body if isinstance(body, bytes) else json.dumps(body), status_code=status, media_type=media)
-    def authorised(request):
-        if token is None: return True
-        return hmac.compare_digest(request.headers.get('authorization', '').encode('utf-8', 'surrogateescape'), f'Bearer {token}'.encode())
-    denied = {'errors': [{'error': 'missing or wrong bearer token'}]}
+    reply = functools.partial(respond, metrics)
 
     @app.get('/health')
-    async def health():
-        main = state[alias]
-        return reply('/health', 200, {'status': 'ok', 'model': main.name, 'version': main.version, 'refused_version': refused[alias],
-                                      'second': {'alias': second, 'mode': mode, 'version': state[second].version, 'refused_version': refused[second],
-                                                 **({'share': share} if mode == 'canary' else {})} if second else None,
-                                      'prediction_log': {'written': log.written, 'rejected': log.rejected, 'queued': log.queue.qsize()}})
+    async def health(): return reply('/health', 200, health_report(aliases, alias, second, mode, share, log))
 
     @app.get('/metadata')
     async def metadata(request:Request):
-        if not authorised(request): return reply('/metadata', 401, denied)
-        return reply('/metadata', 200, {**state[alias].metadata, **({'second': {**state[second].metadata, 'mode': mode}} if second else {})})
+        if not authorised(request, token): return reply('/metadata', 401, denied)
+        return reply('/metadata', 200, {**aliases.served[alias].metadata, **({'second': {**aliases.served[second].metadata, 'mode': mode}} if second else {})})
 
     @app.get('/metrics')
     async def metrics_endpoint(request:Request):
-        if not authorised(request): return reply('/metrics', 401, denied)
+        if not authorised(request, token): return reply('/metrics', 401, denied)
         return reply('/metrics', 200, metrics.text(), CONTENT_TYPE_LATEST)
 
     @app.post('/predict')
     async def predict_endpoint(request:Request):
         started = time.perf_counter()
-        status, body = await answer(request)
+        status, body = (401, denied) if not authorised(request, token) else \
+                       await answer(request, aliases.served[alias], batcher, id_field, max_bytes, max_records)
         metrics.latency.observe(time.perf_counter() - started)
         return reply('/predict', status, body)
-
-    async def answer(request):
-        if not authorised(request): return 401, denied
-        main = state[alias]
-        try:
-            records = parse_records(await read_body(request, max_bytes), request.headers.get('content-type'), max_bytes, max_records)
-            if errors := field_errors(records, main.fields, (id_field,) if id_field else ()): raise RequestError(422, errors)
-        except RequestError as e: return e.status, {'errors': e.errors}
-        ids = [r.get(id_field, i) if id_field else i for i, r in enumerate(records)]
-        keys = [r[id_field] if id_field and r.get(id_field) is not None else r for r in records]
-        request_id = uuid.uuid4().hex
-        try: out = await batcher.submit({'records': records, 'ids': ids, 'keys': keys, 'request_id': request_id})
-        except Exception as e: return 500, {'errors': [{'error': f'the model failed on valid records: {type(e).__name__}: {e}'[:300]}]}
-        return 200, {'model': main.name, 'version': ','.join(sorted({a['version'] for a in out})), 'request_id': request_id,
-                     'predictions': [{'id': i, **{k: v for k, v in a.items() if k != 'alias'}} for i, a in zip(ids, out)]}
 
     return app
 
