@@ -480,7 +480,63 @@ def _quarantine_summary(summary:list[dict], untimed:int, time_column:str, rows:i
     reasons = [{'reason': k, 'rows': n} for k, n in sorted(counts.items(), key=lambda kv: -kv[1])]
     return {'rows': snapshot['rows'], 'of': rows, 'reasons': reasons, 'path': snapshot['path']}
 
-# %% ../nbs/10_data.ipynb #754bdfed
+# %% ../nbs/10_data.ipynb #6ccdedef
+def _existing_contract(path:Path, p:dict, columns:list[str], source:str, notes:list)->dict|None:
+    "The project's contract, checked against the columns; None when there is none, or it is to be inferred again."
+    existing = read_contract(path) if path.exists() and not p['reinfer_contract'] else None
+    if existing and outdated_inference(existing, contract_settings(p)):
+        notes.append(f"{path.name} was inferred for other data settings and nobody edited it, so it was inferred again")
+        return None
+    if existing: _against_contract(columns, existing, path, source)
+    return existing
+
+def _settled_contract(existing:dict|None, reference_raw:dict, columns:list[str], roles:dict, p:dict, text:bool, time_format:str|None,
+                      path:Path, notes:list)->tuple[dict, bool]:
+    "The contract batches are held to: the existing one, or one inferred from the reference window and written; whether it was written."
+    if existing: return existing, False
+    sample = pl.concat(reference_raw.values()).head(100_000)
+    if left_out := unusable(sample, [c for c in roles['features'] if c in sample.columns and c not in p['include']]):
+        roles['features'] = [c for c in roles['features'] if c not in left_out]
+        notes += [f"{c} {why}, so it is not a feature (name it in include to use it anyway)" for c, why in left_out.items()]
+    types, formats = _column_types(None, sample, columns, roles, p, text, time_format)
+    contract = infer_contract([_typed(b.drop('source_row'), text, types, formats) for b in reference_raw.values()], roles['target'],
+                              roles['time'], '' if roles['id'] == 'source_row' else roles['id'], roles['features'], p['source'])
+    if p['time_parts']: contract['dataset']['time_parts'] = p['time_parts']
+    for c, f in formats.items(): contract['columns'][c]['format'] = f
+    return contract, write_contract(path, stamp_inference(contract, contract_settings(p)), overwrite=True)
+
+# %% ../nbs/10_data.ipynb #864bbc39
+def _validated(ctx:StageContext, keys:list[str], read, reference_raw:dict, contract:dict, columns:list[str], roles:dict, numeric:list[str],
+               p:dict, text:bool)->tuple:
+    "Every batch held to the contract: the windows' accepted rows, the production batches' snapshots, each batch's quarantine and summary."
+    windows, batches, summary, quarantine, seen = {'reference': [], 'holdout': []}, [], [], [], {}
+    n_ref, n_hold = p['reference_batches'], p['holdout_batches']
+    unique = [c for c, s in contract['columns'].items() if s.get('unique') and c in columns]
+    for i, k in enumerate(keys):
+        raw = reference_raw.pop(k) if k in reference_raw else read(k)
+        v = validate(raw, contract, k, text, warn_only=p['warn_only'], carry=['source_row'], seen=seen)  # an id is unique across batches
+        seen = {c: pl.concat([seen[c], raw[c].drop_nulls()]) if c in seen else raw[c].drop_nulls() for c in unique}
+        acc, q = v.accepted.collect(), v.quarantined.collect()
+        if v.rows_read != acc.height + q.height:
+            raise DataContractError(f'batch {k}: {v.rows_read} rows read but {acc.height} accepted + {q.height} quarantined')
+        role = 'reference' if i < n_ref else 'holdout' if i < n_ref + n_hold else 'production'
+        if role == 'production': batches.append({'name': k, **ctx.snapshot(acc)})
+        else: windows[role].append(acc)
+        quarantine.append(q.drop('_row').with_columns(pl.lit(k).alias('_batch')))
+        summary.append(_batch_summary(k, role, v, acc, q, roles['target'], numeric, p['task']))
+    return windows, batches, summary, quarantine
+
+def _stop_on_failures(summary:list[dict], untimed:int, rows_read:int, contract:dict, roles:dict, p:dict, path:Path):
+    "Raise a `DataContractError` naming every batch-level failure, and too many rows without a usable time."
+    failures = [f"batch {b['batch']}: {m}" for b in summary for m in b['failures']]
+    limit = contract['dataset'].get('max_quarantined_share', 0.01)
+    if untimed > limit * rows_read and 'quarantine' not in p['warn_only']:
+        failures.append(f"{untimed} of {rows_read} rows have no usable {roles['time']} and were quarantined, above the contract's "
+                        f"max_quarantined_share of {limit:.1%}")
+    if failures: raise DataContractError(f"{len(failures)} batch-level contract failure(s):\n  " + '\n  '.join(failures) +
+                                         f"\nedit the contract ({path}) or list the check in the data parameter warn_only")
+
+# %% ../nbs/10_data.ipynb #9d701c6d
 def data_stage(ctx:StageContext # where the stage runs, with the parameters declared below
               )->dict:
     "Read, batch, contract-check and snapshot the source; the stage record."
@@ -489,13 +545,8 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     specials = [c for c in (roles['id'], roles['time'], roles['target']) if c and c != 'source_row']
     columns = [c for c in lf.collect_schema().names() if c != 'source_row'] if not p['include'] else \
               list(dict.fromkeys([*specials, *roles['features']]))
-    lf = lf.select('source_row', *columns)
-    path = Path(ctx.cfg['paths']['contracts'])/p['contract']
-    existing = read_contract(path) if path.exists() and not p['reinfer_contract'] else None
-    if existing and outdated_inference(existing, contract_settings(p)):
-        existing = None
-        notes.append(f"{path.name} was inferred for other data settings and nobody edited it, so it was inferred again")
-    if existing: _against_contract(columns, existing, path, files[0].name)
+    lf, path = lf.select('source_row', *columns), Path(ctx.cfg['paths']['contracts'])/p['contract']
+    existing = _existing_contract(path, p, columns, files[0].name, notes)
     rows_read = collect(lf.select(pl.len()), files, p['separator']).item()
     if rows_read == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
     time, time_format = _time_expr(lf, roles, existing, files, p, notes)
@@ -506,47 +557,17 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
         raise DataSourceError(f"the data has {len(keys)} batch(es) by {p['window']}; {n_ref} reference + {n_hold} holdout are needed")
     read = lambda k: collect(keyed.filter(pl.col('_batch') == k).drop('_batch'), files, p['separator'])
     reference_raw = {k: read(k) for k in keys[:n_ref]}
-    sample = pl.concat(reference_raw.values()).head(100_000)
-    if not existing and (left_out := unusable(sample, [c for c in roles['features'] if c in sample.columns and c not in p['include']])):
-        roles['features'] = [c for c in roles['features'] if c not in left_out]
-        notes += [f"{c} {why}, so it is not a feature (name it in include to use it anyway)" for c, why in left_out.items()]
-    types, formats = _column_types(existing, sample, columns, roles, p, text, time_format)
-    contract = existing or infer_contract([_typed(b.drop('source_row'), text, types, formats) for b in reference_raw.values()], roles['target'],
-                                          roles['time'], '' if roles['id'] == 'source_row' else roles['id'], roles['features'], p['source'])
-    if not existing:
-        if p['time_parts']: contract['dataset']['time_parts'] = p['time_parts']
-        for c, f in formats.items(): contract['columns'][c]['format'] = f
-    wrote = write_contract(path, stamp_inference(contract, contract_settings(p)), overwrite=True) if not existing else False
+    contract, wrote = _settled_contract(existing, reference_raw, columns, roles, p, text, time_format, path, notes)
     kinds = _features(contract, roles)
     untimed = collect(keyed.filter(pl.col('_batch').is_null()).drop('_batch'), files, p['separator'])
-    quarantine = [untimed.select('source_row', *[pl.col(c).cast(pl.String) for c in columns])
-                  .with_columns(pl.lit(f"{roles['time']}: missing or not a date/time").alias('_reason'), pl.lit(None, pl.String).alias('_batch'))]
-    windows, outputs, summary, seen = {'reference': [], 'holdout': []}, {'batches': []}, [], {}
-    unique = [c for c, s in contract['columns'].items() if s.get('unique') and c in columns]
-    for i, k in enumerate(keys):
-        raw = reference_raw.pop(k) if k in reference_raw else read(k)
-        v = validate(raw, contract, k, text, warn_only=p['warn_only'], carry=['source_row'], seen=seen)  # an id is unique across batches
-        seen = {c: pl.concat([seen[c], raw[c].drop_nulls()]) if c in seen else raw[c].drop_nulls() for c in unique}
-        acc, q = v.accepted.collect(), v.quarantined.collect()
-        if v.rows_read != acc.height + q.height:
-            raise DataContractError(f'batch {k}: {v.rows_read} rows read but {acc.height} accepted + {q.height} quarantined')
-        role = 'reference' if i < n_ref else 'holdout' if i < n_ref + n_hold else 'production'
-        if role == 'production': outputs['batches'].append({'name': k, **ctx.snapshot(acc)})
-        else: windows[role].append(acc)
-        quarantine.append(q.drop('_row').with_columns(pl.lit(k).alias('_batch')))
-        summary.append(_batch_summary(k, role, v, acc, q, roles['target'], kinds['numeric'], p['task']))
-    quarantined = pl.concat(quarantine, how='diagonal_relaxed')
-    outputs['quarantine'] = ctx.snapshot(quarantined)
-    accepted = sum(b['accepted'] for b in summary)
+    windows, batches, summary, quarantine = _validated(ctx, keys, read, reference_raw, contract, columns, roles, kinds['numeric'], p, text)
+    quarantined = pl.concat([untimed.select('source_row', *[pl.col(c).cast(pl.String) for c in columns]).with_columns(
+        pl.lit(f"{roles['time']}: missing or not a date/time").alias('_reason'), pl.lit(None, pl.String).alias('_batch')), *quarantine],
+        how='diagonal_relaxed')
+    outputs, accepted = {'batches': batches, 'quarantine': ctx.snapshot(quarantined)}, sum(b['accepted'] for b in summary)
     if rows_read != accepted + quarantined.height:
         raise DataContractError(f'rows lost: {rows_read} read, but {accepted} accepted + {quarantined.height} quarantined')
-    failures = [f"batch {b['batch']}: {m}" for b in summary for m in b['failures']]
-    limit = contract['dataset'].get('max_quarantined_share', 0.01)
-    if untimed.height > limit * rows_read and 'quarantine' not in p['warn_only']:
-        failures.append(f"{untimed.height} of {rows_read} rows have no usable {roles['time']} and were quarantined, above the contract's "
-                        f"max_quarantined_share of {limit:.1%}")
-    if failures: raise DataContractError(f"{len(failures)} batch-level contract failure(s):\n  " + '\n  '.join(failures) +
-                                         f"\nedit the contract ({path}) or list the check in the data parameter warn_only")
+    _stop_on_failures(summary, untimed.height, rows_read, contract, roles, p, path)
     target_info = _check_target(pl.concat(windows['reference']), roles['target'], p['task'], p['positive_class'])
     for b in summary:  # a class's share needs the positive class, known once the reference is
         counts = b.pop('target_counts')
@@ -561,7 +582,6 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     if p['task'] == 'classification':
         metrics |= {f'{w}_positive_rate': round((pl.concat(fr)[roles['target']] == target_info['positive_class']).mean(), 4)
                     for w, fr in windows.items()}
-    held = _quarantine_summary(summary, untimed.height, roles['time'], rows_read, outputs['quarantine'])
     verdict = {'status': 'passed', 'summary': f"{rows_read:,} rows read: {accepted:,} accepted, {quarantined.height:,} quarantined "
                f"({quarantined.height / max(1, rows_read):.2%}); {len(keys)} batches, reference {outputs['reference']['rows']:,} rows, "
                f"holdout {outputs['holdout']['rows']:,} rows; {metrics['departures']:,} departures from expectation (accepted, monitored as drift)",
@@ -569,7 +589,7 @@ def data_stage(ctx:StageContext # where the stage runs, with the parameters decl
     return {'inputs': inputs, 'outputs': outputs, 'batches': summary, 'notes': notes, 'verdict': verdict,
             'schema': {'id': roles['id'], 'time': roles['time'], 'target': roles['target'], 'task': p['task'], **kinds, **target_info},
             'contract': {'path': str(path), 'inferred_now': wrote, 'columns': contract['columns']},
-            'quarantine': held, 'metrics': metrics}
+            'quarantine': _quarantine_summary(summary, untimed.height, roles['time'], rows_read, outputs['quarantine']), 'metrics': metrics}
 
 # %% ../nbs/10_data.ipynb #5916c6ba
 _TARGET_NAMES = ('target', 'label', 'class', 'outcome', 'result', 'churn', 'default', 'survived', 'late', 'fraud', 'repaid', 'cnt', 'count',
