@@ -660,6 +660,7 @@ def _target(typed:pl.DataFrame, usable:list[str])->tuple[str, str]:
     others = ', '.join(dict.fromkeys(c for c in (named + binary) if c != target)) or 'none'
     return target, f"{why}; other candidates: {others}" + ''.join(f'; {c}' for c in classes)
 
+# %% ../nbs/10_data.ipynb #8fe6675d
 def propose_config(source:str, # the data file or glob, relative to `root`
                    root:Path|str='.', # the project folder
                    separator:str=',', # CSV field separator

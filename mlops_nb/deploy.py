@@ -38,6 +38,7 @@ def _append(writers:dict, key:str, path:Path, df:pl.DataFrame):
     if key not in writers: writers[key] = pq.ParquetWriter(path, table.schema)
     writers[key].write_table(table.cast(writers[key].schema))
 
+# %% ../nbs/50_deploy.ipynb #4517053f
 def _chunks(lf:pl.LazyFrame, rows:int, files:list[Path], separator:str):
     "Chunks of `lf`, a parse failure diagnosed as the data stage diagnoses it."
     try: yield from lf.collect_batches(chunk_size=rows)
@@ -45,11 +46,13 @@ def _chunks(lf:pl.LazyFrame, rows:int, files:list[Path], separator:str):
         csvs = [f for f in files if FORMATS.get(f.suffix.lower()) == 'csv']
         raise DataSourceError(diagnose_csv(csvs[0], separator) if csvs else f"{files[0].name}: {str(e).splitlines()[0]}") from None
 
+# %% ../nbs/50_deploy.ipynb #3ea927bd
 def _remove(path:Path):
     "Remove an earlier output at `path`, a file or (written by Spark) a folder, so no stale one is left beside the new ones."
     if path.is_dir(): shutil.rmtree(path)
     elif path.exists(): path.unlink()
 
+# %% ../nbs/50_deploy.ipynb #0adfc27d
 def _score_chunks(cfg:dict, served, files:list[Path], out:Path, quarantine_path:Path, id_col:str, chunk_rows:int, log:PredictionLog|None)->tuple:
     "Score `files` with polars, chunk by chunk; the counts and the quarantine's reasons."
     how, contract = reading(cfg), served.contract
@@ -84,6 +87,7 @@ def _score_chunks(cfg:dict, served, files:list[Path], out:Path, quarantine_path:
         if own_log: log.close()
     return counts, reasons
 
+# %% ../nbs/50_deploy.ipynb #8fd64b1d
 def score_file(cfg:dict, # project configuration
                source:str, # a CSV, Parquet or NDJSON file or glob, relative to the project
                alias:str='champion', # the alias whose model scores

@@ -69,6 +69,7 @@ class RequestError(Exception):
     "A request the service refuses, with its HTTP status and the reasons."
     def __init__(self, status:int, errors:list): super().__init__(errors); self.status, self.errors = status, errors
 
+# %% ../nbs/52_serve.ipynb #20540719
 async def read_body(request:Request, max_bytes:int=1_000_000)->bytes:
     "The request's body, read in chunks and refused with a 413 as soon as it passes `max_bytes`."
     declared = request.headers.get('content-length', '')
@@ -81,8 +82,10 @@ async def read_body(request:Request, max_bytes:int=1_000_000)->bytes:
         chunks.append(chunk)
     return b''.join(chunks)
 
+# %% ../nbs/52_serve.ipynb #206a8c13
 def _not_json(name): raise ValueError(f'{name} is not a number JSON allows')
 
+# %% ../nbs/52_serve.ipynb #99057b36
 def parse_records(body:bytes, content_type:str|None, max_bytes:int=1_000_000, max_records:int=10_000)->list:
     "The records in a request body, or a `RequestError`."
     if not (content_type or '').split(';')[0].strip().lower() == 'application/json':
@@ -97,14 +100,17 @@ def parse_records(body:bytes, content_type:str|None, max_bytes:int=1_000_000, ma
     if len(records) > max_records: raise RequestError(413, [{'error': f'{len(records)} records exceed the limit of {max_records}'}])
     return records
 
+# %% ../nbs/52_serve.ipynb #3fc9c6e2
 def _shown(v)->str: return json.dumps(v)[:80]
 
+# %% ../nbs/52_serve.ipynb #022b475e
 def _text_ok(v:str)->bool:
     "Whether `v` can be written as UTF-8 (no lone surrogate)."
     try: v.encode('utf-8')
     except UnicodeEncodeError: return False
     return True
 
+# %% ../nbs/52_serve.ipynb #4ec3a2e1
 def _number_problem(v, typ:str)->str|None:
     "Why `v` is not a value of the numeric type `typ`, or None."
     if isinstance(v, bool) or not isinstance(v, (int, float)): return f'expected {"an integer" if typ in ("long", "integer") else "a number"}, got {_shown(v)}'
@@ -114,6 +120,7 @@ def _number_problem(v, typ:str)->str|None:
     if typ in ('long', 'integer') and isinstance(v, float) and not v.is_integer(): return f'expected an integer, got {_shown(v)}'
     return None
 
+# %% ../nbs/52_serve.ipynb #226d6f2b
 def field_errors(records:list, fields:dict, passthrough:tuple=(), limit:int=100)->list[dict]:
     "Every problem with every field of every record, against the signature's `fields` (the first `limit`, then a count)."
     errors = []

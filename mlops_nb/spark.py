@@ -253,6 +253,7 @@ def plan_spark_validation(sdf:DataFrame, # the batch as read, with `source_row`
     return {'schema': schema, 'checked': checked, 'aggs': aggs, 'accepted': accepted, 'quarantined': quarantined, 'departures': departures,
             'typed': typed}
 
+# %% ../nbs/56_spark.ipynb #267d77b2
 def _examples(checked:DataFrame, plan:dict, counts:dict)->dict:
     "The first three distinct values of each departure that has rows, in row order, written as polars writes them: one job for all."
     out = {f'examples__{i}': [] for i in range(len(plan['departures']))}
@@ -276,6 +277,7 @@ def _examples(checked:DataFrame, plan:dict, counts:dict)->dict:
         out[f'examples__{i}'] = (rows['text'] if kinds[c] == 'text' else rows[kinds[c]].cast(types[c])).cast(pl.String).to_list()
     return out
 
+# %% ../nbs/56_spark.ipynb #1cc10cb9
 def validate_spark(sdf:DataFrame, # the batch as read, with `source_row`
                    contract:dict, # the contract
                    name:str='batch', # the batch's name, for messages
@@ -416,6 +418,7 @@ def spark_labels(spark:SparkSession, cfg:dict, source:str, schema:dict, like:Dat
               if text and isinstance(sdf.schema[c].dataType, T.StringType) else col(c) for c in need}
     return sdf.select(*[parsed[c].try_cast(types[c]).alias(c) for c in need])
 
+# %% ../nbs/56_spark.ipynb #edb91ff4
 def _join_counts(predictions:DataFrame, labels:DataFrame, id_column:str, target:str)->tuple[DataFrame, dict]:
     "`join_labels` on Spark: predictions with their labels, and the counts of what did not match."
     if dupes := [r[0] for r in labels.groupBy(id_column).count().where('count > 1').select(id_column).orderBy(id_column).limit(5).collect()]:
@@ -429,6 +432,7 @@ def _join_counts(predictions:DataFrame, labels:DataFrame, id_column:str, target:
               'label_null': labels.where(col(target).isNull()).count()}
     return joined, counts
 
+# %% ../nbs/56_spark.ipynb #a878ed3e
 def spark_evidence(accepted:DataFrame, # the batch's accepted rows, with `source_row`
                    model, # the serving model
                    reference:dict, # its drift reference
@@ -453,6 +457,7 @@ def spark_evidence(accepted:DataFrame, # the batch's accepted rows, with `source
     predicted.unpersist()
     return {'rows': rows, 'summary': summary, 'sample': sample, 'labels': counts, 'labelled': labelled}
 
+# %% ../nbs/56_spark.ipynb #55202bc0
 def monitor_spark(cfg:dict, # project configuration
                   source:str, # the batch: a CSV, Parquet or NDJSON file or glob, relative to the project
                   labels:str|None, # a file of arrived labels (id and target), if not in the batch itself
