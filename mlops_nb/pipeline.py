@@ -18,7 +18,7 @@ from .kernel import ProjectKernelManager, WarmKernel, stage_engine
 from .report import quarantine_line, render_html, verdict_first, verdict_markdown, write_index
 
 # %% auto #0
-__all__ = ['STAGE_SECTION', 'SHAPING', 'stage_order', 'downstream', 'upstream_of', 'program_cells', 'stage_program',
+__all__ = ['STAGE_TAG', 'SHAPING', 'stage_order', 'downstream', 'upstream_of', 'program_cells', 'stage_program',
            'notebook_digest', 'code_digest', 'digest_of', 'stage_key', 'current_alias', 'version_source',
            'record_still_valid', 'earlier_runs', 'cache_decision', 'stage_environment', 'execute_stage', 'SecretLeak',
            'scrub_secrets', 'RunLocked', 'run_lock', 'selection', 'close_mlflow_runs', 'mark_interrupted',
@@ -58,14 +58,14 @@ def upstream_of(cfg:dict, stage:str)->set:
     return out
 
 # %% ../nbs/70_pipeline.ipynb #26e844e7
-STAGE_SECTION = '## Run as a stage'
+STAGE_TAG = 'stage'  # the cell tag where a notebook's stage section begins, its `## Run as a stage` heading
 
 def _text(cell): return ''.join(cell['source']) if isinstance(cell['source'], list) else cell['source']
 
 def program_cells(cells:list[dict] # a notebook's cells, as stored
                  )->list[dict]:
     "The cells a stage run executes: the head, one cell importing the exported module, and the stage section."
-    starts = [i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and _text(c).startswith(STAGE_SECTION)]
+    starts = [i for i, c in enumerate(cells) if STAGE_TAG in c.get('metadata', {}).get('tags', [])]
     if not starts: return cells
     head = next((i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and _text(c).startswith('## ')), starts[0])
     module = next((m.group(1) for c in cells[:head] if (m := re.search(r'^#\|\s*default_exp\s+(\S+)', _text(c), re.M))), None)
