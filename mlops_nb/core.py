@@ -26,8 +26,8 @@ __all__ = ['DEFAULT_CONFIG', 'STAGE_DEFAULTS', 'ENGINES', 'PARAM_TYPES', 'NOT_RE
            'engine_name', 'new_run_id', 'file_digest', 'frame_digest', 'atomic_path', 'atomic_write', 'write_json',
            'Param', 'parse_parameters', 'coerce', 'notebook_parameters', 'shown_commit', 'git_state',
            'environment_info', 'secret_values', 'redact', 'find_secrets', 'notebooks_dir', 'stage_notebook',
-           'scratch_config', 'parse_overrides', 'resolve_params', 'StageContext', 'stage_context', 'stage_function',
-           'run_stage_function', 'register_kernel']
+           'scratch_config', 'parse_overrides', 'resolve_params', 'stage_file', 'StageContext', 'stage_context',
+           'stage_function', 'run_stage_function', 'register_kernel']
 
 # %% ../nbs/00_core.ipynb #4dde7139
 DEFAULT_CONFIG = {
@@ -369,6 +369,13 @@ def resolve_params(cfg:dict, # project configuration
     return params
 
 # %% ../nbs/00_core.ipynb #eb68ca35
+def stage_file(run_dir:Path|str, # a run's folder
+               notebook:str, # the stage's notebook, as the configuration names it
+               ext:str='json', # json (its record), ipynb (the executed notebook) or html (its report)
+              )->Path:
+    "A stage's file in a run folder, named after its notebook: `10_data.json`, `10_data.html`."
+    return Path(run_dir)/f'{Path(notebook).stem}.{ext}'
+
 @dataclass
 class StageContext:
     "Where a stage runs, with which configuration and parameters."
@@ -382,7 +389,11 @@ class StageContext:
 
     def record_path(self, stage:str)->Path:
         "Where `stage`'s record lives in this run."
-        return self.run_dir/f"{Path(self.cfg['stages'][stage]['notebook']).stem}.json"
+        return stage_file(self.run_dir, self.cfg['stages'][stage]['notebook'])
+
+    def report_path(self, stage:str)->Path:
+        "Where `stage`'s report lives in this run."
+        return stage_file(self.run_dir, self.cfg['stages'][stage]['notebook'], 'html')
 
     def _repr_markdown_(self):
         rows = [f"| `{n}` | {p.type} | `{self.params.get(n, p.default)!r}` | {'default' if self.params.get(n, p.default) == p.default else '**set**'} | {p.doc} |"

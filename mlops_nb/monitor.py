@@ -430,7 +430,7 @@ def monitor_stage(ctx:StageContext # where the stage runs, with the parameters d
         retrained, served = None, current['version']
         if trigger:
             r = retrain(sim, ctx.run_id, ctx.run_dir, schema, windows, (b['name'], df), current, settings, evaluate['params'], trigger,
-                        str(ctx.run_dir/f"{Path(cfg['stages']['monitor']['notebook']).stem}.html"), p['retrain_window'], p['retrain_windows'],
+                        str(ctx.report_path('monitor')), p['retrain_window'], p['retrain_windows'],
                         champion_keys=current['keys'])
             retrained = {k: v for k, v in r.items() if k not in ('model', 'reference', 'keys')}
             retrains.append(retrained)

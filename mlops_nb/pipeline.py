@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import mlops_nb
-from .core import (ConfigError, atomic_write, environment_info, file_digest, git_state, load_config, new_run_id,
+from .core import (ConfigError, atomic_write, environment_info, file_digest, git_state, load_config, new_run_id, stage_file,
                            find_secrets, redact, resolve_params, secret_values, stage_notebook, write_json)
 from .kernel import ProjectKernelManager, WarmKernel, stage_engine
 from .report import quarantine_line, render_html, verdict_first, verdict_markdown, write_index
@@ -204,7 +204,7 @@ def cache_decision(runs:list[dict], # earlier manifests, newest first
         done = done or entry
         if _differences(key, entry['key']): continue
         source = entry.get('cached_from') or m['run_id']
-        record_path = runs_dir/m['run_id']/f"{Path(entry['notebook']).stem}.json"
+        record_path = stage_file(runs_dir/m['run_id'], entry['notebook'])
         if not record_path.exists(): continue
         stale = record_still_valid(json.loads(record_path.read_text()), cfg)
         if stale: return None, stale

@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from .card import card_summary, model_card
 from .contract import check_contract, read_contract
-from .core import NOT_RECORDED, StageContext, shown_commit, file_digest, frame_digest, notebook_parameters, run_stage_function, scratch_config, stage_notebook
+from .core import NOT_RECORDED, StageContext, shown_commit, stage_file, file_digest, frame_digest, notebook_parameters, run_stage_function, scratch_config, stage_notebook
 from .evaluate import MAIN_METRIC
 from .train import CONTRACT, DRIFT_REFERENCE, HYPERPARAMETERS, SCHEMA, TRAINING_DATA, run_artifact, use_mlflow
 
@@ -331,7 +331,7 @@ def lineage(cfg:dict, # project configuration
     run_dir, report = Path(t['mlops_nb.run_dir']), run.data.tags.get('mlops_nb.report', '') if run else ''
     here = [('pipeline run manifest', str(run_dir/'manifest.json')), ('train report', report)]
     here += [('retraining report', t.get('mlops_nb.report', ''))] if 'mlops_nb.trigger' in t else \
-            [('evaluate report', str(run_dir/'30_evaluate.html')), ('register report', str(run_dir/'40_register.html'))]
+            [(f'{s} report', str(stage_file(run_dir, cfg['stages'][s]['notebook'], 'html'))) for s in ('evaluate', 'register')]
     links = [('model version', f'{mv.name} v{mv.version} ({", ".join(mv.aliases) or "no alias"})', True, 'registry'),
              ('MLflow run', t['mlops_nb.mlflow_run_id'], run is not None, 'registry'),
              ('pipeline run', t['mlops_nb.run_id'], True, 'registry'),
@@ -351,7 +351,7 @@ def reproduce(cfg:dict, # project configuration
     if not (run_dir/'manifest.json').exists(): raise FileNotFoundError(f"no run {run_id} in {cfg['paths']['runs']}")
     manifest = json.loads((run_dir/'manifest.json').read_text())
     params = {s['name']: s.get('params', {}) for s in manifest['stages']}
-    recorded = {s: json.loads((run_dir/f"{Path(cfg['stages'][s]['notebook']).stem}.json").read_text()) for s in ('data', 'train', 'evaluate')}
+    recorded = {s: json.loads(stage_file(run_dir, cfg['stages'][s]['notebook']).read_text()) for s in ('data', 'train', 'evaluate')}
     for window in ('reference', 'holdout'):
         snap = recorded['data']['outputs'][window]
         if not Path(snap['path']).exists() or frame_digest(pl.read_parquet(snap['path'])) != snap['digest']:

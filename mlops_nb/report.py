@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64, html, json, re
 from pathlib import Path
 
-from .core import atomic_path, atomic_write
+from .core import atomic_path, atomic_write, stage_file
 
 # %% auto #0
 __all__ = ['FOLDED_TEMPLATE', 'digests', 'lineage_of', 'quarantine_line', 'verdict_markdown', 'verdict_first', 'render_html',
@@ -113,7 +113,7 @@ def _timeline_section(run_dir:Path, manifest:dict)->str:
     "The monitoring story, when a stage recorded a `timeline`: its table and its plot, embedded."
     e, out = html.escape, ''
     for s in manifest['stages']:
-        path = run_dir/f"{Path(s['notebook']).stem}.json"
+        path = stage_file(run_dir, s['notebook'])
         if s['status'] not in ('ran', 'cached') or not path.exists(): continue
         record = json.loads(path.read_text())
         if not record.get('timeline'): continue
@@ -151,7 +151,7 @@ def run_records(run_dir:Path|str # a pipeline run's folder
     "A run's manifest and its stage records by stage name."
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir/'manifest.json').read_text())
-    records = {s['name']: json.loads(p.read_text()) for s in manifest['stages'] if (p := run_dir/f"{Path(s['notebook']).stem}.json").exists()}
+    records = {s['name']: json.loads(p.read_text()) for s in manifest['stages'] if (p := stage_file(run_dir, s['notebook'])).exists()}
     return manifest, records
 
 # %% ../nbs/68_report.ipynb #b6069f99

@@ -363,7 +363,7 @@ def train_stage(ctx:StageContext # where the stage runs, with the parameters dec
     contract_path = Path(data['contract']['path'])
     git = git_state(ctx.cfg['root'])
     tags = {'mlops_nb.run_id': ctx.run_id, 'mlops_nb.git_commit': shown_commit(git['commit']), 'mlops_nb.git_dirty': str(git['dirty']),
-            'mlops_nb.report': str(ctx.run_dir/'20_train.html')}
+            'mlops_nb.report': str(ctx.report_path('train'))}
     settings = {**p, 'hyperparameters': {k: p[k] for k in HYPERPARAMETERS}}
     fit = fit_and_log(ctx.cfg, schema, pl.read_parquet(ref['path']), ref, settings, tags, f'train-{ctx.run_id}',
                       tomllib.loads(contract_path.read_text()) if contract_path.is_file() else None)
