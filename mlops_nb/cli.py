@@ -181,7 +181,7 @@ def move_command(args)->int:
     with run_lock(Path(cfg['paths']['runs']), f'{args.command}-{new_run_id()}', wait=True):
         if args.command == 'rollback': entry = register.rollback(cfg, args.reason)
         elif args.evidence == 'traffic':
-            from mlops_nb.monitor import promote_on_traffic
+            from mlops_nb.traffic import promote_on_traffic
             entry = promote_on_traffic(cfg, args.version)
         else: entry = register.promote(cfg, args.version, args.reason, args.force)
     print(f"{entry['model']}@champion: v{entry['from']} -> v{entry['to']} ({entry['kind']}: {entry['reason']})")
@@ -293,8 +293,8 @@ def monitoring_command(args)->int:
 
 def traffic_command(args, cfg)->int:
     "`mlops-nb monitor LABELS --traffic`: the champion and a second alias on logged traffic; 3 unless the second holds up."
-    from mlops_nb import monitor
-    t = monitor.monitor_traffic(cfg, args.source, args.second, overrides=args.param)
+    from mlops_nb.traffic import monitor_traffic
+    t = monitor_traffic(cfg, args.source, args.second, overrides=args.param)
     print(show(pl.DataFrame([{'side': k, **t[k]} for k in ('champion', 'challenger')])))
     print(f"{t['summary']}: {'holds up' if t['passed'] else 'does not hold up: ' + '; '.join(t['reasons'])}")
     print(f"record: {Path(cfg['paths']['runs'])/t['run_id']}")
@@ -331,7 +331,7 @@ def add_monitoring(sub):
     option(monitor, '--retrain', doc=doc['allow_retrain'], action='store_true')
     option(monitor, '--traffic', doc='SOURCE holds labels: compare the champion and --second on the requests the service logged; exit 3 unless '
            'the second holds up', action='store_true')
-    option(monitor, '--second', doc=f"with --traffic: {arg_docs('monitor', 'monitor_traffic')['second']}", default='challenger')
+    option(monitor, '--second', doc=f"with --traffic: {arg_docs('traffic', 'monitor_traffic')['second']}", default='challenger')
     option(monitor, '-p', '--param', doc=f"{doc['overrides']}; repeatable", action='append', default=[], metavar='[STAGE.]NAME=VALUE')
     option(monitor, '--engine', doc=doc['engine'], choices=ENGINES)
     monitor.set_defaults(func=monitor_command)

@@ -22,14 +22,13 @@ from .deploy import spark_engine
 from .data import collect, open_batch, read_batch, reading
 from .drift import batch_summary, drift_table, multivariate_drift, row_sample
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys
-from .register import add_findings, alias_version, promote, register_version, version_bundle
+from .register import add_findings, alias_version, register_version, version_bundle
 from .retrain import retrain, should_retrain
 from .train import labelled, predict, run_artifact, use_mlflow
 
 # %% auto #0
-__all__ = ['TRAFFIC_TAG', 'join_labels', 'bootstrap_auc', 'bootstrap_r2', 'performance', 'batch_evidence', 'judge_batch',
-           'monitor_batch', 'history_path', 'log_monitoring', 'monitoring_history', 'read_labels', 'gather',
-           'monitor_file', 'logged_requests', 'traffic_comparison', 'monitor_traffic', 'promote_on_traffic',
+__all__ = ['join_labels', 'bootstrap_auc', 'bootstrap_r2', 'performance', 'batch_evidence', 'judge_batch', 'monitor_batch',
+           'history_path', 'log_monitoring', 'monitoring_history', 'read_labels', 'gather', 'monitor_file',
            'replay_config', 'weighted_mean', 'monitor_stage', 'plot_timeline']
 
 # %% ../nbs/65_monitor.ipynb #a4f0e387
@@ -275,92 +274,6 @@ def monitor_file(cfg:dict, # project configuration
                          'retrained': {'version': retrained['version'], 'promoted': retrained['promoted']} if 'version' in retrained else None},
                    batch)
     return record
-
-# %% ../nbs/65_monitor.ipynb #c7a0f002
-TRAFFIC_TAG = 'mlops_nb.traffic'
-
-def logged_requests(folder:Path|str # the prediction log
-                   )->pl.DataFrame:
-    "The prediction log's rows from the HTTP service, whatever columns each part has."
-    parts = [pl.read_parquet(f) for f in sorted(Path(folder).glob('part-*.parquet'))]
-    logged = pl.concat(parts, how='diagonal_relaxed') if parts else pl.DataFrame()
-    return logged.filter(pl.col('source') == 'http') if 'source' in logged.columns else logged
-
-def _scored(task:str, y, pred)->float|None:
-    if task == 'classification' and len(set(y)) < 2: return None
-    return metrics(task, np.asarray(y), np.asarray(pred, dtype=float))[MAIN_METRIC[task]]
-
-def traffic_comparison(logged:pl.DataFrame, # logged requests: id, version, prediction or probability, shadow columns
-                       labels:pl.DataFrame, # arrived labels: `id` and `target` columns
-                       task:str, # classification or regression
-                       champion:str, challenger:str, # the two versions
-                       min_rows:int, # labelled rows each side needs
-                       max_drop:float, # how far the challenger may fall below the champion
-                      )->dict:
-    "Both versions' main metric on the logged requests whose labels arrived, and whether the challenger holds up."
-    m, value = MAIN_METRIC[task], 'probability' if task == 'classification' else 'prediction'
-    labels = labels.select(pl.col('id').cast(pl.String), pl.col('target').cast(pl.Float64)).filter(pl.col('target').is_not_null())
-    joined = logged.unique('id', keep='last', maintain_order=True).join(labels, on='id', how='inner')
-    shadowed = joined.filter((pl.col('version') == champion) & (pl.col('shadow_version') == challenger)) if 'shadow_version' in joined.columns else joined.clear()
-    if shadowed.height:
-        mode, sides = 'shadow', {'champion': (shadowed['target'], shadowed[value]), 'challenger': (shadowed['target'], shadowed[f'shadow_{value}'])}
-    else:
-        mode = 'canary'
-        sides = {k: (joined.filter(pl.col('version') == v)['target'], joined.filter(pl.col('version') == v)[value])
-                 for k, v in (('champion', champion), ('challenger', challenger))}
-    out = {k: {'version': v, 'rows': len(sides[k][0]), m: _scored(task, *sides[k]) if len(sides[k][0]) else None}
-           for k, v in (('champion', champion), ('challenger', challenger))}
-    reasons = [f"{k} v{out[k]['version']}: {out[k]['rows']} labelled rows, fewer than {min_rows}" for k in out if out[k]['rows'] < min_rows]
-    reasons += [f"{k} v{out[k]['version']}: {m} undefined (a single class)" for k in out if out[k]['rows'] and out[k][m] is None]
-    a, b = out['challenger'][m], out['champion'][m]
-    if a is not None and b is not None and a < b - max_drop: reasons.append(f"challenger {m} {a:.4f} is more than {max_drop} below the champion's {b:.4f}")
-    return {'mode': mode, 'metric': m, 'logged': logged.height, 'labelled': joined.height, **out, 'passed': not reasons, 'reasons': reasons,
-            'summary': f"{mode}: challenger v{challenger} {m} {a if a is None else round(a, 4)} vs champion v{champion} {b if b is None else round(b, 4)} "
-                       f"on {out['challenger']['rows']} and {out['champion']['rows']} labelled requests"}
-
-# %% ../nbs/65_monitor.ipynb #c7a0f005
-def monitor_traffic(cfg:dict, # project configuration
-                    labels:str, # a file of arrived labels (id and target), relative to the project
-                    second:str='challenger', # the alias served beside the champion
-                    log_folder:Path|str|None=None, # the prediction log; the project's by default
-                    overrides:list[str]=(), # evaluate parameters, such as max_drop=0.01
-                   )->dict:
-    "Compare the champion and `second` on logged traffic with arrived labels; the record, also kept as a tag on `second`'s version."
-    p = resolve_params(cfg, [o if '.' in o.split('=', 1)[0] else f'evaluate.{o}' for o in overrides], ['evaluate'])['evaluate']
-    champ = version_bundle(cfg, 'champion')
-    schema, name = champ['schema'], champ['name']
-    challenger = alias_version(name, second)
-    if challenger is None: raise LookupError(f"{name} has no {second} alias: set it (mlops-nb promote is for the champion; MLflow sets others) and serve it")
-    if schema['id'] == 'source_row':
-        raise LookupError('the contract has no id column, so the service logs positions, not ids, and labels cannot be matched to requests')
-    logged = logged_requests(log_folder or cfg['paths']['predictions'])
-    if not logged.height: raise LookupError(f"no HTTP requests in the prediction log at {log_folder or cfg['paths']['predictions']}")
-    like = pl.DataFrame(schema={schema['id']: pl.String, schema['target']: pl.Float64})
-    arrived = read_labels(cfg, labels, schema, like).rename({schema['id']: 'id', schema['target']: 'target'})
-    result = traffic_comparison(logged, arrived, schema['task'], champ['version'], challenger, p['min_compare_rows'], p['max_drop'])
-    run_id = new_run_id()
-    run_dir = Path(cfg['paths']['runs'])/run_id
-    record = {**result, 'model': name, 'second': second, 'labels': labels, 'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'run_id': run_id}
-    write_json(run_dir/'traffic.json', record)
-    write_json(run_dir/'manifest.json', {'run_id': run_id, 'kind': 'traffic', 'command': f'mlops-nb monitor {labels} --traffic', 'status': 'ok',
-                                         'git': git_state(cfg['root']), 'environment': environment_info(), 'record': str(run_dir/'traffic.json')})
-    keep = {k: result[k] for k in ('mode', 'metric', 'champion', 'challenger', 'passed', 'reasons', 'summary')} | {'at': record['at'], 'run_id': run_id}
-    MlflowClient().set_model_version_tag(name, challenger, TRAFFIC_TAG, json.dumps(keep)[:4900])
-    return record
-
-def promote_on_traffic(cfg:dict, # project configuration
-                       version:str, # the version to promote
-                      )->dict:
-    "Make `version` the champion on the strength of its comparison on live traffic; the alias move."
-    name = cfg['mlflow']['model_name']
-    found = MlflowClient().get_model_version(name, str(version)).tags.get(TRAFFIC_TAG)
-    if not found: raise LookupError(f"v{version} has no comparison on live traffic: serve it beside the champion (mlops-nb serve --shadow ALIAS) "
-                                    "and run `mlops-nb monitor LABELS --traffic` once labels arrive")
-    seen, champion = json.loads(found), alias_version(name, 'champion')
-    if seen['champion']['version'] != champion:
-        raise ValueError(f"v{version} was compared with v{seen['champion']['version']}, but the champion is now v{champion}: compare again")
-    if not seen['passed']: raise ValueError(f"v{version} did not hold up on live traffic: {'; '.join(seen['reasons'])}")
-    return promote(cfg, str(version), f"live traffic ({seen['summary']}; run {seen['run_id']})", force=True)  # traffic is the evidence asked for
 
 # %% ../nbs/65_monitor.ipynb #2717f2f4
 def replay_config(cfg:dict, # project configuration

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import MLOPS_NB, clean_env, cli, run_stages
 from mlflow import MlflowClient
-from mlops_nb.monitor import TRAFFIC_TAG, monitor_traffic
+from mlops_nb.traffic import TRAFFIC_TAG, monitor_traffic
 from mlops_nb.register import alias_history, alias_version, move_alias
 from mlops_nb.serve import Server, free_port, make_app
 from test_data_inputs import sales, sales_params
