@@ -102,6 +102,7 @@ def score_file(cfg:dict, # project configuration
         raise LookupError(f"{served.name} v{served.version} has no data contract, and the project has none: run `mlops-nb run` first")
     files = source_files(source, cfg['root'])
     out = Path(out or Path(cfg['root'])/f'{files[0].stem}.predictions.parquet')
+    out.parent.mkdir(parents=True, exist_ok=True)  # `--out` may name a folder that does not exist yet
     quarantine_path = out.with_name(out.name.replace('.parquet', '') + '.quarantine.parquet')
     id_col, started = served.contract['dataset'].get('id_column') or 'source_row', time.perf_counter()
     for earlier in (out, quarantine_path): _remove(earlier)
