@@ -10,7 +10,7 @@ NOTEBOOKS = sorted((ROOT/'nbs').rglob('*.ipynb'))
 # The Spark notebook takes as long as all the others together, most of it its JVM compiling Spark's code on first use. So it runs in
 # the Spark tests' worker, in that worker's own process, before them (it stops its session; conftest orders it first), and leaves them a
 # JVM already compiled. The others run in one nbdev-test process.
-SPARK = ROOT/'nbs'/'56_spark.ipynb'
+SPARK = ROOT/'nbs'/'67_spark.ipynb'
 
 @pytest.mark.xdist_group('spark')
 def test_the_spark_notebook(capsys):
