@@ -4,6 +4,7 @@
 
 # %% ../nbs/30_evaluate.ipynb #1d3bae72
 from __future__ import annotations
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -20,7 +21,7 @@ from .train import TRAINING_DATA, labelled, predict, predictions_digest, run_art
 # %% auto #0
 __all__ = ['MAIN_METRIC', 'PROPER_SCORES', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks', 'champion_version',
            'row_keys', 'training_keys', 'rows_learned', 'monitoring_experiment', 'monitored_batches', 'newer_labelled',
-           'own_features', 'compare', 'comparable', 'gate', 'gate_verdict', 'evaluate_stage']
+           'own_features', 'compare', 'comparable', 'GateRules', 'gate', 'gate_verdict', 'evaluate_stage']
 
 # %% ../nbs/30_evaluate.ipynb #4928ac82
 MAIN_METRIC = {'classification': 'roc_auc', 'regression': 'r2'}
@@ -197,28 +198,42 @@ def comparable(df:pl.DataFrame, schema:dict, learned:list, min_rows:int)->str|No
     if any(rows_learned(keys, row_keys(rows, schema)) for keys in learned): return 'a model learned from it'
     return None
 
+# %% ../nbs/30_evaluate.ipynb #29a03fd7
+@dataclass(frozen=True)
+class GateRules:
+    "What a challenger must show to pass the gate: the thresholds the evaluate stage declares."
+    minimum:float # the main metric the challenger must reach on the holdout
+    max_drop:float # largest drop of the main metric allowed against the champion
+    max_relative_drop:float # largest drop relative to the champion's value
+    max_slice_drop:float # largest drop of the main metric allowed in any slice
+    beat_baseline:bool=True # every proper score must beat the constant baseline's
+
+    @classmethod
+    def declared(cls, task:str, p:dict)->GateRules:
+        "The rules the evaluate stage's parameters `p` declare for `task`."
+        return cls(p['min_roc_auc'] if task == 'classification' else p['min_r2'], p['max_drop'], p['max_relative_drop'],
+                   p['max_slice_drop'], p['beat_baseline'])
+
 # %% ../nbs/30_evaluate.ipynb #2376e9f6
 def gate(task:str, # classification or regression
+         rules:GateRules, # what the challenger must show
          challenger:dict, # the challenger's metrics on the data the models are compared on
          champion:dict|None, # the champion's metrics on the same data, or None
          slices:pl.DataFrame, # slice metrics: `slice`, `challenger`, `champion` columns
          leakage:list, # what training found as leakage, in words
          behaviour:list, # behavioural checks
-         minimum:float, # the main metric the challenger must reach
-         max_drop:float, # largest drop of the main metric allowed against the champion
-         max_relative_drop:float, # largest drop relative to the champion's value
-         max_slice_drop:float, # largest drop of the main metric allowed in any slice
          holdout:dict|None=None, # the challenger's holdout metrics, for the minimum, when the comparison is on other data
          compared_on:str='the holdout', # the data the comparison is on, for the reasons
-         baseline:dict|None=None, # the constant baseline's metrics where the minimum is checked: every proper score must beat it
+         baseline:dict|None=None, # the constant baseline's metrics where the minimum is checked
         )->dict:
     "The gate's verdict, `passed`, and one line per check."
-    m, own = MAIN_METRIC[task], holdout or challenger
+    m, own, r = MAIN_METRIC[task], holdout or challenger, rules
+    minimum, max_drop, max_relative_drop, max_slice_drop = r.minimum, r.max_drop, r.max_relative_drop, r.max_slice_drop
     c, h = challenger[m], own[m]
     checks = [(h >= minimum, f"{m} {h:.4f} on the holdout {'>=' if h >= minimum else '<'} minimum {minimum:.4f}")]
     checks += [(own[k] < baseline[k], f"{k} {own[k]:.4f} {'<' if own[k] < baseline[k] else '>='} the constant baseline's {baseline[k]:.4f}"
                                       f"{'' if own[k] < baseline[k] else ': no better than predicting one value for every row'}")
-               for k in PROPER_SCORES[task] if baseline]
+               for k in PROPER_SCORES[task] if baseline and r.beat_baseline]
     if champion:
         drop = champion[m] - c
         rel = drop / abs(champion[m]) if champion[m] else 0.0
@@ -294,10 +309,9 @@ def evaluate_stage(ctx:StageContext # where the stage runs, with the gate's thre
             where, df, note = _compared(ctx.cfg, data, schema, holdout_df, champ, p)
             if where: comparison = compare(model, champion, df, schema, p)
             if where == 'the holdout': scores['champion'] = comparison['scores']['champion']
-    verdict = gate(task, comparison['scores']['challenger'], comparison['scores'].get('champion'), comparison['slices'],
-                   train['leakage']['findings'], on_holdout['behaviour'], p['min_roc_auc'] if task == 'classification' else p['min_r2'],
-                   p['max_drop'], p['max_relative_drop'], p['max_slice_drop'], scores['challenger'], where or 'the holdout',
-                   scores['baseline'] if p['beat_baseline'] else None)
+    verdict = gate(task, GateRules.declared(task, p), comparison['scores']['challenger'], comparison['scores'].get('champion'),
+                   comparison['slices'], train['leakage']['findings'], on_holdout['behaviour'], scores['challenger'],
+                   where or 'the holdout', scores['baseline'])
     if note: verdict['checks'].insert(1, {'passed': where is not None, 'reason': note})
     verdict['passed'] = all(c['passed'] for c in verdict['checks'])
     with mlflow.start_run(run_id=model_info['mlflow_run_id']):

@@ -22,7 +22,7 @@ from .deploy import spark_engine
 from .data import collect, open_batch, read_batch, reading
 from .drift import batch_summary, drift_table, multivariate_drift, row_sample
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys
-from .register import add_findings, alias_version, register_version, version_bundle
+from .register import VersionBundle, add_findings, alias_version, register_version, version_bundle
 from .retrain import retrain, should_retrain
 from .train import labelled, predict, run_artifact, use_mlflow
 
@@ -199,30 +199,30 @@ def read_labels(cfg:dict, source:str, schema:dict, like:pl.DataFrame)->pl.DataFr
 def gather(cfg:dict, # project configuration
            source:str, # the batch: a CSV, Parquet or NDJSON file or glob, relative to the project
            labels:str|None, # a file of arrived labels (id and target), if not in the batch itself
-           champ:dict, # the serving version's bundle, from `version_bundle`
+           champ:VersionBundle, # the serving version, from `version_bundle`
           )->tuple:
     "A batch file read, checked and summarised by polars for `monitor_file`: its `Validation`, files, evidence, and its rows."
-    how, schema = reading(cfg), champ['schema']
-    v, files = read_batch(source, cfg['root'], champ['contract'], how['separator'], how['null_values'])
+    how, schema = reading(cfg), champ.schema
+    v, files = read_batch(source, cfg['root'], champ.contract, how['separator'], how['null_values'])
     arrived = read_labels(cfg, labels, schema, v.accepted) if labels else None
-    evidence = batch_evidence(v.accepted, champ['model'], champ['reference'], schema, arrived)
+    evidence = batch_evidence(v.accepted, champ.model, champ.reference, schema, arrived)
     batch = v.accepted if arrived is None else v.accepted.drop(schema['target']).join(arrived, on=schema['id'], how='left').select(v.accepted.columns)
     return v, files, evidence, batch
 
 # %% ../nbs/65_monitor.ipynb #1fc9dfa5
 def _retraining(cfg, run_id, run_dir, champ, schema, contract, params, trigger, newest)->dict:
     "Retrain on the champion's training data and the labelled batches monitored since it was made, or say why not."
-    since = [r for r in monitored_batches(cfg) if int(r.data.tags.get('mlops_nb.champion_created', 0)) >= champ['created']]
+    since = [r for r in monitored_batches(cfg) if int(r.data.tags.get('mlops_nb.champion_created', 0)) >= champ.created]
     windows = [(r.data.tags.get('mlops_nb.batch', r.info.run_id), pl.read_parquet(run_artifact(cfg, r.info.run_id, 'batch.parquet')))
                for r in reversed(since)]
     if not windows:
-        return {'skipped': f"no labelled batch has been monitored since v{champ['version']} was made, so a challenger would learn nothing the "
+        return {'skipped': f"no labelled batch has been monitored since v{champ.version} was made, so a challenger would learn nothing the "
                            "champion has not; this batch is kept, and the next labelled alert retrains on it"}
-    settings = {**champ['settings'], **{k: params['train'][k] for k in ('leakage_threshold', 'leakage_exact')}}
-    p, learned = params['monitor'], pl.read_parquet(champ['training_data']())
+    settings = {**champ.settings, **{k: params['train'][k] for k in ('leakage_threshold', 'leakage_exact')}}
+    p, learned = params['monitor'], pl.read_parquet(champ.training_data(cfg))
     r = retrain(cfg, run_id, run_dir, schema, [('champion training data', learned)] + windows, newest, champ, settings, params['evaluate'], trigger,
                 str(Path(run_dir)/'65_monitor.json'), p['retrain_window'], p['retrain_windows'], contract, row_keys(learned, schema))
-    return {k: v for k, v in r.items() if k not in ('model', 'reference', 'keys')}
+    return {k: v for k, v in r.items() if k != 'keys'}
 
 # %% ../nbs/65_monitor.ipynb #8f361ed7
 def monitor_file(cfg:dict, # project configuration
@@ -236,26 +236,26 @@ def monitor_file(cfg:dict, # project configuration
     params = resolve_params(cfg, [o if '.' in o.split('=', 1)[0] else f'monitor.{o}' for o in overrides], ['monitor', 'evaluate', 'train'])
     p, engine = params['monitor'], engine_name(cfg, engine)
     champ = version_bundle(cfg, 'champion')
-    schema, contract = champ['schema'], champ['contract']
-    if contract is None: raise LookupError(f"{champ['name']} v{champ['version']} has no data contract, and the project has none: run `mlops-nb run` first")
+    schema, contract = champ.schema, champ.contract
+    if contract is None: raise LookupError(f"{champ.name} v{champ.version} has no data contract, and the project has none: run `mlops-nb run` first")
     v, files, evidence, batch = (spark_engine().monitor_spark if engine == 'spark' else gather)(cfg, source, labels, champ)
     name = files[0].stem
     run_id = new_run_id()
     ctx = StageContext('monitor', cfg, run_id, Path(cfg['paths']['runs'])/run_id, p, {})
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     held = {'rows': v.quarantined.height, 'of': v.rows_read, 'limit': contract['dataset'].get('max_quarantined_share', 0.01), 'reasons': v.reasons}
-    rec = judge_batch(name, evidence, champ['reference'], champ['holdout'], schema, p, held)
+    rec = judge_batch(name, evidence, champ.reference, champ.holdout, schema, p, held)
     quarantine = ctx.snapshot(v.quarantined) if v.quarantined.height else None
-    alerts = [{**a, 'batch': name, 'model': champ['name'], 'version': champ['version'], 'run_id': run_id} for a in rec['alerts']]
+    alerts = [{**a, 'batch': name, 'model': champ.name, 'version': champ.version, 'run_id': run_id} for a in rec['alerts']]
     record = {**rec, 'alerts': alerts, 'source': source, 'accepted': v.rows_read - v.quarantined.height, 'quarantined': v.quarantined.height,
-              'quarantine': quarantine, 'departures': v.departures, 'model': champ['name'], 'version': champ['version'], 'backend': p['backend'],
+              'quarantine': quarantine, 'departures': v.departures, 'model': champ.name, 'version': champ.version, 'backend': p['backend'],
               'engine': engine}
     ctx.save_record(record)
     write_json(ctx.run_dir/'manifest.json', {'run_id': run_id, 'kind': 'monitor', 'command': f'mlops-nb monitor {source}', 'status': 'ok',
                                              'git': git_state(cfg['root']), 'environment': environment_info(), 'record': str(ctx.record_path('monitor'))})
     if alerts:
         day = datetime.now(timezone.utc).date().isoformat()
-        try: add_findings(cfg, champ['version'], [f"{day} batch {name}: {a['kind']}: {a['detail']}" for a in alerts])
+        try: add_findings(cfg, champ.version, [f"{day} batch {name}: {a['kind']}: {a['detail']}" for a in alerts])
         except LookupError: pass  # a version registered before cards were written has no card to add to
     record['deliveries'] = send_alerts(alerts, Path(cfg['paths']['runs'])/p['alert_file'] if p['alert_file'] else None,
                                        os.environ.get('MLOPS_NB_ALERT_WEBHOOK'), p['webhook_timeout'], p['webhook_retries'])
@@ -268,9 +268,9 @@ def monitor_file(cfg:dict, # project configuration
     record = ctx.save_record(record)
     retrained = record.get('retraining') or {}
     log_monitoring(cfg, {'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'run_id': run_id, 'source': 'command', 'batch': name,
-                         'model': champ['name'], 'version': champ['version'], 'backend': p['backend'], 'rows': rec['rows'],
+                         'model': champ.name, 'version': champ.version, 'backend': p['backend'], 'rows': rec['rows'],
                          'labelled': (rec['performance'] or {}).get(m) is not None, 'drifted': rec['drifted'], 'alerts': [a['kind'] for a in alerts],
-                         'metric': m, 'value': (rec['performance'] or {}).get(m), 'champion_created': champ['created'],
+                         'metric': m, 'value': (rec['performance'] or {}).get(m), 'champion_created': champ.created,
                          'retrained': {'version': retrained['version'], 'promoted': retrained['promoted']} if 'version' in retrained else None},
                    batch)
     return record
@@ -323,31 +323,29 @@ def monitor_stage(ctx:StageContext # where the stage runs, with the parameters d
     tags = MlflowClient().get_model_version(name, version).tags
     use_mlflow(sim)
     start = register_version(sim, train['outputs']['model']['uri'], tags, True, f'the replay starts from {name} v{version}', 'replay', ctx.run_id)
-    reference = pl.read_parquet(data['outputs']['reference']['path'])
-    first = {'model': mlflow.sklearn.load_model(train['outputs']['model']['uri']), 'version': start['version'],
-             'reference': json.loads(run_artifact(cfg, train['outputs']['model']['mlflow_run_id'], 'drift_reference.json').read_text()),
-             'holdout': evaluate['scores']['challenger'][m], 'keys': row_keys(reference, schema)}
+    first = current = version_bundle(sim, start['version'])
+    keys = row_keys(pl.read_parquet(data['outputs']['reference']['path']), schema)
     settings = {'estimator': train['estimator'], 'hyperparameters': train['hyperparameters'], 'seed': train['params']['seed'],
                 'leakage_threshold': train['params']['leakage_threshold'], 'leakage_exact': train['params'].get('leakage_exact', 0.99)}
     windows = [(w, pl.read_parquet(data['outputs'][w]['path'])) for w in ('reference', 'holdout')]
     alert_file, webhook = Path(sim['paths']['runs'])/p['alert_file'] if p['alert_file'] else None, os.environ.get('MLOPS_NB_ALERT_WEBHOOK')
-    current, last, batches, timeline, retrains, deliveries = first, None, [], [], [], []
+    last, batches, timeline, retrains, deliveries = None, [], [], [], []
     for i, b in enumerate(data['outputs']['batches']):
         df = pl.read_parquet(b['path'])
-        rec = monitor_batch(b['name'], df, current['model'], current['reference'], current['holdout'], schema, p)
+        rec = monitor_batch(b['name'], df, current.model, current.reference, current.holdout, schema, p)
         X, y = labelled(df, schema)
-        never = performance(task, y, predict(first['model'], X), p['bootstrap'], min_rows=p['min_rows']) if len(y) else None
-        alerts = [{**a, 'batch': b['name'], 'model': sim['mlflow']['model_name'], 'version': str(current['version']), 'run_id': ctx.run_id} for a in rec['alerts']]
+        never = performance(task, y, predict(first.model, X), p['bootstrap'], min_rows=p['min_rows']) if len(y) else None
+        alerts = [{**a, 'batch': b['name'], 'model': sim['mlflow']['model_name'], 'version': current.version, 'run_id': ctx.run_id} for a in rec['alerts']]
         deliveries += [{'batch': b['name'], **d} for d in send_alerts(alerts, alert_file, webhook, p['webhook_timeout'], p['webhook_retries'])]
         trigger = should_retrain(alerts, p, None if last is None else i - last) if (rec['performance'] or {}).get(m) is not None else None
-        retrained, served = None, current['version']
+        retrained, served = None, current.version
         if trigger:
             r = retrain(sim, ctx.run_id, ctx.run_dir, schema, windows, (b['name'], df), current, settings, evaluate['params'], trigger,
                         str(ctx.report_path('monitor')), p['retrain_window'], p['retrain_windows'],
-                        champion_keys=current['keys'])
-            retrained = {k: v for k, v in r.items() if k not in ('model', 'reference', 'keys')}
+                        champion_keys=keys)
+            retrained = {k: v for k, v in r.items() if k != 'keys'}
             retrains.append(retrained)
-            if r.get('promoted'): current, last = {k: r[k] for k in ('model', 'version', 'reference', 'holdout', 'keys')}, i
+            if r.get('promoted'): current, keys, last = version_bundle(sim, r['version']), r['keys'], i
             elif 'version' in r: last = i
         windows.append((b['name'], df))
         batches.append({**rec, 'alerts': alerts, 'version': str(served), 'never_retrained': never, 'retraining': retrained})

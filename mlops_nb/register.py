@@ -5,6 +5,7 @@
 # %% ../nbs/40_register.ipynb #85ed906a
 from __future__ import annotations
 import getpass, json, os, secrets, shutil, subprocess, time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +27,7 @@ except ModuleNotFoundError: import tomli as tomllib
 __all__ = ['ALIAS_EVENT', 'DEPLOYMENT_EVENT', 'CARD', 'FOUND', 'LINEAGE_TAGS', 'ledger_path', 'deployments_path', 'record_event',
            'events', 'alias_history', 'deployments', 'alias_version', 'move_alias', 'promote', 'rollback',
            'lineage_tags', 'register_version', 'store_card', 'read_card', 'add_findings', 'register_stage',
-           'project_contract', 'version_bundle', 'versions', 'lineage', 'reproduce']
+           'project_contract', 'VersionBundle', 'version_bundle', 'versions', 'lineage', 'reproduce']
 
 # %% ../nbs/40_register.ipynb #f5e1b244
 ALIAS_EVENT, DEPLOYMENT_EVENT = 'mlops_nb.alias.', 'mlops_nb.deployment.'
@@ -250,11 +251,35 @@ def project_contract(cfg:dict)->dict|None:
     path = Path(cfg['paths']['contracts'])/cfg['stages']['data']['params'].get('contract', 'contract.toml')
     return read_contract(path) if path.exists() else None
 
+
+# %% ../nbs/40_register.ipynb #c14acbc7
+@dataclass
+class VersionBundle:
+    "A registered model version and what it needs to score, serve, be monitored and be retrained."
+    name:str # the registered model
+    version:str # its version number
+    tags:dict # the version's tags: lineage, gate, findings
+    aliases:list # the aliases on it now
+    created:int # when it was registered, in milliseconds since the epoch
+    mlflow_run_id:str # the MLflow run that logged it
+    model:object # the fitted pipeline, or None when not loaded
+    schema:dict # the schema of the data it learned
+    reference:dict # its drift reference
+    contract:dict|None # the data contract its data was held to
+    holdout:float|None # its main metric on its holdout
+    settings:dict # estimator, seed and hyperparameters, to retrain it the same way
+
+    def training_data(self, cfg:dict)->Path:
+        "The file of the rows it learned: the local snapshot where it still exists, else the copy stored in its MLflow run."
+        local = self.tags.get('mlops_nb.data_path')
+        return Path(local) if local and Path(local).exists() else run_artifact(cfg, self.mlflow_run_id, TRAINING_DATA)
+
+# %% ../nbs/40_register.ipynb #1c782558
 def version_bundle(cfg:dict, # project configuration
                    ref:str|int='champion', # an alias or a version number
                    load:bool=True, # load the model too
-                  )->dict:
-    "The model version, and what it needs to score, serve, be monitored and be retrained."
+                  )->VersionBundle:
+    "The model version, and what it needs to score, serve, be monitored and be retrained, from the registry alone."
     use_mlflow(cfg)
     mv = _version(cfg, ref)
     run_id = mv.tags.get('mlops_nb.mlflow_run_id') or mv.run_id
@@ -268,13 +293,11 @@ def version_bundle(cfg:dict, # project configuration
         except (MlflowException, OSError): contract = None
     params, m = mlflow.get_run(run_id).data.params, MAIN_METRIC[schema['task']]
     hyper = {k: (int if k in ('max_iter', 'max_leaf_nodes') else float)(params[k]) for k in HYPERPARAMETERS if k in params}
-    local = mv.tags.get('mlops_nb.data_path')
-    return {'name': mv.name, 'version': str(mv.version), 'tags': dict(mv.tags), 'aliases': list(mv.aliases), 'created': mv.creation_timestamp,
-            'mlflow_run_id': run_id, 'model': mlflow.sklearn.load_model(f'models:/{mv.name}/{mv.version}') if load else None,
-            'schema': schema, 'reference': reference, 'contract': contract,
-            'holdout': float(mv.tags[f'mlops_nb.holdout_{m}']) if f'mlops_nb.holdout_{m}' in mv.tags else None,
-            'settings': {'estimator': params.get('estimator', 'hist_gradient_boosting'), 'seed': int(params.get('seed', 0)), 'hyperparameters': hyper},
-            'training_data': (lambda: Path(local) if local and Path(local).exists() else run_artifact(cfg, run_id, TRAINING_DATA))}
+    settings = {'estimator': params.get('estimator', 'hist_gradient_boosting'), 'seed': int(params.get('seed', 0)), 'hyperparameters': hyper}
+    holdout = float(mv.tags[f'mlops_nb.holdout_{m}']) if f'mlops_nb.holdout_{m}' in mv.tags else None
+    model = mlflow.sklearn.load_model(f'models:/{mv.name}/{mv.version}') if load else None
+    return VersionBundle(mv.name, str(mv.version), dict(mv.tags), list(mv.aliases), mv.creation_timestamp, run_id, model, schema,
+                         reference, contract, holdout, settings)
 
 # %% ../nbs/40_register.ipynb #0fe10c25
 def versions(cfg:dict)->pl.DataFrame:

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 
 from .core import StageContext, git_state, shown_commit, write_json
-from .evaluate import MAIN_METRIC, comparable, compare, gate, metrics, row_keys
-from .register import lineage_tags, register_version
+from .evaluate import MAIN_METRIC, GateRules, comparable, compare, gate, metrics, row_keys
+from .register import VersionBundle, lineage_tags, register_version
 from .train import fit_and_log, labelled
 
 # %% auto #0
@@ -39,7 +39,7 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
             schema:dict, # the data record's schema
             windows:list[tuple[str, pl.DataFrame]], # labelled windows before the newest, oldest first
             newest:tuple[str, pl.DataFrame], # the newest labelled batch: the retraining's holdout
-            champion:dict, # the serving model: `model`, `version`
+            champion:VersionBundle, # the serving version
             settings:dict, # estimator, hyperparameters, seed, leakage_threshold, leakage_exact
             gate_params:dict, # the evaluate stage's parameters
             trigger:str, # why, in words
@@ -60,14 +60,12 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
     tags = {'mlops_nb.run_id': run_id, 'mlops_nb.git_commit': shown_commit(git['commit']), 'mlops_nb.git_dirty': str(git['dirty']),
             'mlops_nb.trigger': trigger[:500], 'mlops_nb.report': str(report)}
     fit = fit_and_log(cfg, schema, data, snapshot, {**settings, 'search_iterations': 0}, tags, f'retrain-{run_id}-{name}', contract)
-    c = compare(fit['model'], champion['model'], batch, schema, gate_params)
+    c = compare(fit['model'], champion.model, batch, schema, gate_params)
     constant = metrics(task, c['y'], np.full(c['rows'], labelled(data, schema)[1].mean()), gate_params['threshold'])
-    verdict = gate(task, c['scores']['challenger'], c['scores']['champion'], c['slices'], fit['leakage']['findings'], c['behaviour'],
-                   gate_params['min_roc_auc'] if task == 'classification' else gate_params['min_r2'], gate_params['max_drop'],
-                   gate_params['max_relative_drop'], gate_params['max_slice_drop'], compared_on=f'batch {name}',
-                   baseline=constant if gate_params['beat_baseline'] else None)
+    verdict = gate(task, GateRules.declared(task, gate_params), c['scores']['challenger'], c['scores']['champion'], c['slices'],
+                   fit['leakage']['findings'], c['behaviour'], compared_on=f'batch {name}', baseline=constant)
     record = write_json(Path(run_dir)/f'retrain-{name}.json', {'batch': name, 'trigger': trigger, 'windows': [n for n, _ in used], 'training_data': snapshot,
-                        'champion_version': champion['version'], 'scores': c['scores'], 'slices': c['slices'].to_dicts(),
+                        'champion_version': champion.version, 'scores': c['scores'], 'slices': c['slices'].to_dicts(),
                         'behaviour': c['behaviour'], 'leakage': fit['leakage']['findings'], 'gate': verdict})
     lineage = lineage_tags(run_id, run_dir, git, snapshot, fit['mlflow_run_id'], verdict, record, c['scores']['challenger'], task,
                            **{'mlops_nb.trigger': trigger[:500], 'mlops_nb.report': str(report)})
@@ -79,6 +77,5 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
     done = register_version(cfg, fit['uri'], lineage, verdict['passed'], f'retrained after an alert on {name} ({trigger[:200]}); gate passed',
                             'retrain', run_id, card)
     return {'batch': name, 'trigger': trigger, 'windows': [n for n, _ in used], 'train_rows': fit['metrics']['train_rows'],
-            'version': done['version'], 'replaces': champion['version'], 'promoted': verdict['passed'], 'challenger': c['scores']['challenger'][m],
-            'champion': c['scores']['champion'][m], 'refused': [x['reason'] for x in verdict['checks'] if not x['passed']],
-            'model': fit['model'], 'holdout': c['scores']['challenger'][m], 'reference': fit['reference'], 'keys': learned[0]}
+            'version': done['version'], 'replaces': champion.version, 'promoted': verdict['passed'], 'challenger': c['scores']['challenger'][m],
+            'champion': c['scores']['champion'][m], 'refused': [x['reason'] for x in verdict['checks'] if not x['passed']], 'keys': learned[0]}

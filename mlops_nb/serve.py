@@ -56,13 +56,13 @@ def load_served(cfg:dict, # project configuration
                )->ServedModel:
     "Load the version behind `alias`, with what travels with it in the registry."
     b = version_bundle(cfg, alias)
-    inputs = get_model_info(f"models:/{b['name']}/{b['version']}").signature.inputs.to_dict()
-    rules = (b['contract'] or {}).get('columns', {})
+    inputs = get_model_info(f"models:/{b.name}/{b.version}").signature.inputs.to_dict()
+    rules = (b.contract or {}).get('columns', {})
     fields = {i['name']: (i['type'], bool(rules[i['name']].get('required')) if i['name'] in rules else i.get('required', True)) for i in inputs}
-    rows = pl.DataFrame(b['reference']['rows']).head(5)
+    rows = pl.DataFrame(b.reference['rows']).head(5)
     example = rows.select([c for c in fields if c in rows.columns]).to_dicts() if set(fields) <= set(rows.columns) else None
-    return ServedModel(b['name'], alias, b['version'], b['model'], fields, b['tags'], datetime.now(timezone.utc).isoformat(timespec='seconds'),
-                       b['contract'], example)
+    return ServedModel(b.name, alias, b.version, b.model, fields, b.tags, datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                       b.contract, example)
 
 # %% ../nbs/45_serve.ipynb #2acbde43
 class RequestError(Exception):

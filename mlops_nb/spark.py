@@ -23,6 +23,7 @@ from .contract import NUMBER, BATCH_CHECKS, DataContractError, Validation, judge
 from .core import ConfigError
 from .data import FORMATS, NULL_VALUES, DataSourceError, diagnose_csv, reading, source_files, time_from_parts, unnamed
 from .drift import grid, grid_counts, monitored, sample_key
+from .register import VersionBundle
 
 
 # %% auto #0
@@ -461,10 +462,10 @@ def spark_evidence(accepted:DataFrame, # the batch's accepted rows, with `source
 def monitor_spark(cfg:dict, # project configuration
                   source:str, # the batch: a CSV, Parquet or NDJSON file or glob, relative to the project
                   labels:str|None, # a file of arrived labels (id and target), if not in the batch itself
-                  champ:dict, # the serving version's bundle, from `version_bundle`
+                  champ:VersionBundle, # the serving version, from `version_bundle`
                  )->tuple:
     "A batch file read, checked and summarised on Spark for `monitor_file`: its `Validation` (quarantined rows collected), files, evidence, and its rows if labelled."
-    how, schema, contract = reading(cfg), champ['schema'], champ['contract']
+    how, schema, contract = reading(cfg), champ.schema, champ.contract
     files = source_files(source, cfg['root'])
     with spark_for(cfg) as spark:
         sdf, text = read_files(spark, files, how['separator'], how['null_values'])
@@ -472,7 +473,7 @@ def monitor_spark(cfg:dict, # project configuration
         if v.rows_read == 0: raise DataSourceError(f"{files[0].name} has a header but no rows")
         v.accepted = v.accepted.persist()  # read by the scoring, the labels' join and, for a labelled batch, the rows kept
         arrived = spark_labels(spark, cfg, labels, schema, v.accepted) if labels else None
-        evidence = spark_evidence(v.accepted, champ['model'], champ['reference'], schema, arrived)
+        evidence = spark_evidence(v.accepted, champ.model, champ.reference, schema, arrived)
         batch = None
         if evidence.get('labelled') is not None and evidence['labelled'].height:
             rows = v.accepted if arrived is None else v.accepted.drop(schema['target']).join(arrived, on=schema['id'], how='left').select(v.accepted.columns)

@@ -72,7 +72,7 @@ def monitor_traffic(cfg:dict, # project configuration
     "Compare the champion and `second` on logged traffic with arrived labels; the record, also kept as a tag on `second`'s version."
     p = resolve_params(cfg, [o if '.' in o.split('=', 1)[0] else f'evaluate.{o}' for o in overrides], ['evaluate'])['evaluate']
     champ = version_bundle(cfg, 'champion')
-    schema, name = champ['schema'], champ['name']
+    schema, name = champ.schema, champ.name
     challenger = alias_version(name, second)
     if challenger is None: raise LookupError(f"{name} has no {second} alias: set it (mlops-nb promote is for the champion; MLflow sets others) and serve it")
     if schema['id'] == 'source_row':
@@ -81,7 +81,7 @@ def monitor_traffic(cfg:dict, # project configuration
     if not logged.height: raise LookupError(f"no HTTP requests in the prediction log at {log_folder or cfg['paths']['predictions']}")
     like = pl.DataFrame(schema={schema['id']: pl.String, schema['target']: pl.Float64})
     arrived = read_labels(cfg, labels, schema, like).rename({schema['id']: 'id', schema['target']: 'target'})
-    result = traffic_comparison(logged, arrived, schema['task'], champ['version'], challenger, p['min_compare_rows'], p['max_drop'])
+    result = traffic_comparison(logged, arrived, schema['task'], champ.version, challenger, p['min_compare_rows'], p['max_drop'])
     run_id = new_run_id()
     run_dir = Path(cfg['paths']['runs'])/run_id
     record = {**result, 'model': name, 'second': second, 'labels': labels, 'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'run_id': run_id}
