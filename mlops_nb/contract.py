@@ -21,9 +21,9 @@ except ModuleNotFoundError: import tomli as tomllib
 __all__ = ['TEXT_TYPES', 'NUMBER', 'DATETIME_FORMATS', 'ROLES', 'CONTRACT_HEADER', 'COLUMN_KEYS', 'EXPECTED_KEYS', 'DATASET_KEYS',
            'BATCH_CHECKS', 'parse_as', 'polars_type', 'type_name', 'DataContractError', 'datetime_format',
            'infer_text_type', 'infer_column', 'infer_contract', 'write_contract', 'check_contract', 'read_contract',
-           'contract_digest', 'stamp_inference', 'outdated_inference', 'column_checks', 'reason_text',
-           'departure_checks', 'plural', 'Validation', 'plan_validation', 'judge_validation', 'validate',
-           'validate_file']
+           'contract_digest', 'stamp_inference', 'outdated_inference', 'validity_rules', 'departure_rules',
+           'column_checks', 'reason_text', 'departure_checks', 'plural', 'Validation', 'plan_validation',
+           'judge_validation', 'validate', 'validate_file']
 
 # %% ../nbs/05_contract.ipynb #8d9c2984
 TEXT_TYPES = ('Boolean', 'Int64', 'Float64', 'Datetime', 'String')
@@ -219,6 +219,31 @@ def outdated_inference(contract:dict, # a parsed contract
     mark = contract['dataset'].get('inferred_for')
     return bool(mark) and mark.get('rules') == contract_digest(contract) and mark.get('settings') != settings
 
+# %% ../nbs/05_contract.ipynb #bbee2d96
+def validity_rules(name:str, # column name
+                   spec:dict, # its contract
+                   same:bool, # whether the column is read with the contract's type already
+                  )->list[tuple]:
+    "The column's validity rules, each `(kind, bound, label, reason before the value, after it)`; None after: no value shown."
+    d = spec['dtype']
+    rules = [None if same else ('type', None, f'{name}: not {d}', f"{name}: '", f"' is not {d}"),
+             ('finite', None, f'{name}: not finite', f"{name}: '", "' is not a finite number") if d.startswith('Float') else None,
+             ('missing', None, f'{name}: missing', f'{name}: missing in a required column', None) if spec.get('required') else None,
+             ('min', spec.get('min'), f'{name}: below min', f'{name}: ', f" below the declared min {spec.get('min')}") if 'min' in spec else None,
+             ('max', spec.get('max'), f'{name}: above max', f'{name}: ', f" above the declared max {spec.get('max')}") if 'max' in spec else None,
+             ('category', spec.get('categories'), f'{name}: unknown category', f"{name}: unknown category '", "'") if spec.get('strict') else None,
+             ('duplicate', None, f'{name}: duplicate id', f"{name}: duplicate id '", "'") if spec.get('unique') else None]
+    return [r for r in rules if r is not None]
+
+def departure_rules(spec:dict # the column's contract
+                   )->list[tuple]:
+    "The column's expectations, each `(kind, bound, expectation in words)`: departures are counted, never quarantined."
+    e = spec.get('expected', {})
+    rules = [('min', e.get('min'), f"below the reference's min {e.get('min')}") if 'min' in e else None,
+             ('max', e.get('max'), f"above the reference's max {e.get('max')}") if 'max' in e else None,
+             ('category', e.get('categories'), 'a category the reference never had') if 'categories' in e else None]
+    return [r for r in rules if r is not None]
+
 # %% ../nbs/05_contract.ipynb #ea61fe99
 def column_checks(name:str, # column name
                   spec:dict, # its contract
@@ -231,19 +256,12 @@ def column_checks(name:str, # column name
     same = type_name(source_type) == spec['dtype']
     cast = parse_as(raw, spec['dtype'], spec.get('format')) if source_type == pl.String else raw.cast(polars_type(spec['dtype']), strict=False)
     typed, shown = (raw if same else cast).alias(name), raw.cast(pl.String)
-    checks = [None if same else (raw.is_not_null() & typed.is_null(), f"{name}: not {spec['dtype']}",
-                                 (f"{name}: '", shown, f"' is not {spec['dtype']}")),
-              (typed.is_nan() | typed.is_infinite(), f'{name}: not finite', (f"{name}: '", shown, "' is not a finite number"))
-              if spec['dtype'].startswith('Float') else None,
-              (raw.is_null(), f'{name}: missing', (f'{name}: missing in a required column',)) if spec.get('required') else None,
-              (typed < spec['min'], f'{name}: below min', (f'{name}: ', shown, f" below the declared min {spec['min']}")) if 'min' in spec else None,
-              (typed > spec['max'], f'{name}: above max', (f'{name}: ', shown, f" above the declared max {spec['max']}")) if 'max' in spec else None,
-              (typed.is_not_null() & ~typed.is_in(spec['categories']), f'{name}: unknown category', (f"{name}: unknown category '", shown, "'"))
-              if spec.get('strict') else None,
-              (raw.is_not_null() & (~raw.is_first_distinct() | (raw.is_in(seen.implode()) if seen is not None else pl.lit(False))), f'{name}: duplicate id',
-               (f"{name}: duplicate id '", shown, "'"))
-              if spec.get('unique') else None]
-    return typed, [c for c in checks if c is not None]
+    dup = raw.is_not_null() & (~raw.is_first_distinct() | (raw.is_in(seen.implode()) if seen is not None else pl.lit(False)))
+    fails = {'type': lambda _: raw.is_not_null() & typed.is_null(), 'finite': lambda _: typed.is_nan() | typed.is_infinite(),
+             'missing': lambda _: raw.is_null(), 'min': lambda v: typed < v, 'max': lambda v: typed > v,
+             'category': lambda v: typed.is_not_null() & ~typed.is_in(v), 'duplicate': lambda _: dup}
+    return typed, [(fails[kind](bound), label, (before,) if after is None else (before, shown, after))
+                   for kind, bound, label, before, after in validity_rules(name, spec, same)]
 
 def reason_text(checks:list[tuple], # `(condition, label, reason parts)` from `column_checks`
                 failed:list[str]|None=None, # names of columns holding each check's condition, already evaluated
@@ -259,11 +277,8 @@ def departure_checks(name:str, # column name
                      typed:pl.Expr, # the column, typed
                     )->list[tuple]:
     "The column's expectations as `(departing condition, expectation in words)`."
-    e = spec.get('expected', {})
-    return [c for c in [(typed < e['min'], f"below the reference's min {e['min']}") if 'min' in e else None,
-                        (typed > e['max'], f"above the reference's max {e['max']}") if 'max' in e else None,
-                        (typed.is_not_null() & ~typed.is_in(e['categories']), 'a category the reference never had') if 'categories' in e else None]
-            if c is not None]
+    departs = {'min': lambda v: typed < v, 'max': lambda v: typed > v, 'category': lambda v: typed.is_not_null() & ~typed.is_in(v)}
+    return [(departs[kind](bound), words) for kind, bound, words in departure_rules(spec)]
 
 # %% ../nbs/05_contract.ipynb #ac87fdca
 def plural(n:int, word:str)->str: return f"{n} {word}{'' if n == 1 else 's'}"

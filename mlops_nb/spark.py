@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession, Window, functions as F, types as T
 from threadpoolctl import threadpool_limits
 
-from .contract import NUMBER, BATCH_CHECKS, DataContractError, Validation, judge_validation, parse_as, plural, type_name
+from .contract import NUMBER, BATCH_CHECKS, DataContractError, Validation, departure_rules, judge_validation, parse_as, plural, type_name, validity_rules
 from .core import ConfigError
 from .data import FORMATS, NULL_VALUES, DataSourceError, diagnose_csv, reading, source_files, time_from_parts, unnamed
 from .drift import grid, grid_counts, monitored, sample_key
@@ -191,27 +191,19 @@ def spark_checks(name:str, # column name
     same = type_name(source_type) == spec['dtype']
     typed = raw if same else parse_text(raw, spec['dtype']) if source_type == pl.String else raw.try_cast(spark_type(spec['dtype']))
     text = shown(raw, source_type)
-    checks = [None if same else (raw.isNotNull() & typed.isNull(), f"{name}: not {spec['dtype']}", (f"{name}: '", text, f"' is not {spec['dtype']}")),
-              (F.isnan(typed) | typed.isin(float('inf'), float('-inf')), f'{name}: not finite', (f"{name}: '", text, "' is not a finite number"))
-              if spec['dtype'].startswith('Float') else None,
-              (raw.isNull(), f'{name}: missing', (f'{name}: missing in a required column',)) if spec.get('required') else None,
-              (typed < spec['min'], f'{name}: below min', (f'{name}: ', text, f" below the declared min {spec['min']}")) if 'min' in spec else None,
-              (typed > spec['max'], f'{name}: above max', (f'{name}: ', text, f" above the declared max {spec['max']}")) if 'max' in spec else None,
-              (typed.isNotNull() & ~typed.isin(spec['categories']), f'{name}: unknown category', (f"{name}: unknown category '", text, "'"))
-              if spec.get('strict') else None,
-              (raw.isNotNull() & (F.row_number().over(Window.partitionBy(raw).orderBy('source_row')) > 1), f'{name}: duplicate id',
-               (f"{name}: duplicate id '", text, "'")) if spec.get('unique') else None]
-    return typed, [c for c in checks if c is not None]
+    first = F.row_number().over(Window.partitionBy(raw).orderBy('source_row')) == 1
+    fails = {'type': lambda _: raw.isNotNull() & typed.isNull(), 'finite': lambda _: F.isnan(typed) | typed.isin(float('inf'), float('-inf')),
+             'missing': lambda _: raw.isNull(), 'min': lambda v: typed < v, 'max': lambda v: typed > v,
+             'category': lambda v: typed.isNotNull() & ~typed.isin(v), 'duplicate': lambda _: raw.isNotNull() & ~first}
+    return typed, [(fails[kind](bound), label, (before,) if after is None else (before, text, after))
+                   for kind, bound, label, before, after in validity_rules(name, spec, same)]
 
 def spark_departures(spec:dict, # the column's contract
                      typed, # the column, typed
                     )->list[tuple]:
     "The column's expectations as `(departing condition, expectation in words)`: `departure_checks` for Spark."
-    e = spec.get('expected', {})
-    return [c for c in [(typed < e['min'], f"below the reference's min {e['min']}") if 'min' in e else None,
-                        (typed > e['max'], f"above the reference's max {e['max']}") if 'max' in e else None,
-                        (typed.isNotNull() & ~typed.isin(e['categories']), 'a category the reference never had') if 'categories' in e else None]
-            if c is not None]
+    departs = {'min': lambda v: typed < v, 'max': lambda v: typed > v, 'category': lambda v: typed.isNotNull() & ~typed.isin(v)}
+    return [(departs[kind](bound), words) for kind, bound, words in departure_rules(spec)]
 
 # %% ../nbs/67_spark.ipynb #619c4b12
 def plan_spark_validation(sdf:DataFrame, # the batch as read, with `source_row`

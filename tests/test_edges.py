@@ -8,6 +8,7 @@ import pytest
 from conftest import cli
 from mlops_nb.core import load_config, scratch_config
 from mlops_nb.retrain import retrain
+from mlops_nb.register import VersionBundle
 from test_data_inputs import sales, sales_params
 
 pytestmark = pytest.mark.xdist_group('edges')
@@ -90,6 +91,7 @@ def test_a_retrained_model_meets_the_same_leakage_checks_as_the_first(tmp_path):
     gate = {'threshold': 0.5, 'slices': [], 'min_slice_rows': 100, 'directional': {}, 'min_roc_auc': 0.6, 'min_r2': 0.0, 'max_drop': 0.01,
             'max_relative_drop': 0.02, 'max_slice_drop': 0.05, 'min_compare_rows': 200, 'beat_baseline': True}
     constant = type('Constant', (), {'predict': lambda self, X: np.full(len(X), 15.0)})()
-    result = retrain(cfg, 'leak', tmp_path/'leak', schema, [('m0', month(0)), ('m1', month(1))], ('m2', month(2)), {'model': constant, 'version': '0'},
+    champion = VersionBundle('leak', '0', {}, [], 0, '', constant, schema, {}, None, None, settings)
+    result = retrain(cfg, 'leak', tmp_path/'leak', schema, [('m0', month(0)), ('m1', month(1))], ('m2', month(2)), champion,
                      settings, gate, 'drift', 'test')
     assert not result['promoted'] and any('a linear fit of' in r and 'a' in r and 'b' in r for r in result['refused']), result['refused']
