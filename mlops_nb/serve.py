@@ -4,7 +4,7 @@
 
 # %% ../nbs/45_serve.ipynb #a1c0e004
 from __future__ import annotations
-import asyncio, functools, gc, hashlib, hmac, json, math, os, queue, socket, tempfile, threading, time, uuid
+import asyncio, functools, gc, hashlib, hmac, json, math, os, queue, shutil, socket, tempfile, threading, time, uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,20 +16,24 @@ import sklearn
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from mlflow.models import get_model_info
+import mlflow
+from mlflow.models import Model, get_model_info
 from threadpoolctl import threadpool_limits
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from .contract import NUMBER
-from .core import atomic_path, load_config, shown_commit
-from .register import DEPLOYMENT_EVENT, alias_version, deployments_path, record_event, version_bundle
+import mlops_nb
+from .core import atomic_path, load_config, shown_commit, write_json
+from .register import DEPLOYMENT_EVENT, VersionBundle, alias_version, deployments_path, record_event, version_bundle
 from .train import predict, use_mlflow
 
 # %% auto #0
-__all__ = ['SETTINGS', 'ServedModel', 'load_served', 'RequestError', 'read_body', 'parse_records', 'field_errors',
-           'PredictionLog', 'records_frame', 'answers', 'predict_records', 'swap_checks', 'Batcher', 'in_canary',
-           'ServiceMetrics', 'Aliases', 'Scorer', 'authorised', 'answer', 'respond', 'health_report', 'make_app',
-           'free_port', 'Server', 'worker_app', 'serve']
+__all__ = ['OIP_TYPES', 'BINARY_TYPES', 'BUNDLE_FILE', 'SETTINGS', 'ServedModel', 'served_model', 'load_served', 'RequestError',
+           'read_body', 'parse_records', 'field_errors', 'PredictionLog', 'records_frame', 'answers', 'predict_records',
+           'swap_checks', 'Batcher', 'in_canary', 'ServiceMetrics', 'Aliases', 'Scorer', 'authorised', 'scored',
+           'answer', 'roles', 'respond', 'health_report', 'oip_outputs', 'oip_metadata', 'oip_request', 'oip_error',
+           'infer', 'add_oip_routes', 'save_bundle', 'read_bundle', 'Packaged', 'make_app', 'packaged_app', 'free_port',
+           'Server', 'worker_app', 'serve']
 
 # %% ../nbs/45_serve.ipynb #e7918f09
 @dataclass
@@ -46,23 +50,34 @@ class ServedModel:
     example: list|None = None  # a few rows of the training data, as records
 
     @property
+    def id_column(self)->str|None:
+        "The id column its contract names, echoed as each prediction's id."
+        return (self.contract or {}).get('dataset', {}).get('id_column') or None
+
+    @property
     def metadata(self)->dict:
         return {'model': self.name, 'version': self.version, 'alias': self.alias, 'loaded_at': self.loaded_at,
                 'data_digest': self.tags.get('mlops_nb.data_digest'), 'git_commit': shown_commit(self.tags.get('mlops_nb.git_commit')),
                 'fields': {f: t for f, (t, _) in self.fields.items()}}
 
-def load_served(cfg:dict, # project configuration
-                alias:str='champion', # the alias to serve
-               )->ServedModel:
-    "Load the version behind `alias`, with what travels with it in the registry."
-    b = version_bundle(cfg, alias)
-    inputs = get_model_info(f"models:/{b.name}/{b.version}").signature.inputs.to_dict()
+def served_model(b:VersionBundle, # the version
+                 alias:str, # the alias it is served as
+                 inputs:list[dict], # its MLflow signature's inputs
+                )->ServedModel:
+    "What serving needs of a version: its fields (required where its contract says so) and a few example rows."
     rules = (b.contract or {}).get('columns', {})
     fields = {i['name']: (i['type'], bool(rules[i['name']].get('required')) if i['name'] in rules else i.get('required', True)) for i in inputs}
     rows = pl.DataFrame(b.reference['rows']).head(5)
     example = rows.select([c for c in fields if c in rows.columns]).to_dicts() if set(fields) <= set(rows.columns) else None
     return ServedModel(b.name, alias, b.version, b.model, fields, b.tags, datetime.now(timezone.utc).isoformat(timespec='seconds'),
                        b.contract, example)
+
+def load_served(cfg:dict, # project configuration
+                alias:str='champion', # the alias to serve
+               )->ServedModel:
+    "Load the version behind `alias`, with what travels with it in the registry."
+    b = version_bundle(cfg, alias)
+    return served_model(b, alias, get_model_info(f"models:/{b.name}/{b.version}").signature.inputs.to_dict())
 
 # %% ../nbs/45_serve.ipynb #2acbde43
 class RequestError(Exception):
@@ -337,7 +352,7 @@ class Aliases:
                  roles:dict, # alias -> its role: answers, shadow or canary
                  metrics:ServiceMetrics, # the service's metrics, told which version each alias serves
                 ):
-        self.cfg, self.roles, self.metrics = cfg, roles, metrics
+        self.cfg, self.roles, self.metrics, self.checking = cfg, roles, metrics, False
         self.served, self.refused = {a: load_served(cfg, a) for a in roles}, dict.fromkeys(roles)
         for a, role in roles.items(): metrics.serving(a, role, self.served[a].version)
 
@@ -345,11 +360,9 @@ class Aliases:
         "Serve the version `a` points at now, if it moved and passes the checks; the deployment event is recorded either way."
         moved_to = alias_version(self.cfg['mlflow']['model_name'], a)
         if moved_to in (self.served[a].version, self.refused[a], None): return
-        new, was = load_served(self.cfg, a), self.served[a].version
-        checked = swap_checks(new)
-        for other in (self.served[b] for b in self.roles if b != a):
-            try: _same_inputs(other, new)
-            except ValueError as e: checked = {'passed': False, 'checks': checked['checks'] + [{'check': 'same inputs', 'passed': False, 'detail': str(e)}]}
+        self.checking = True
+        try: new, was, checked = self.checked(a)
+        finally: self.checking = False
         if checked['passed']:
             self.metrics.serving(a, self.roles[a], new.version, was)
             self.served[a], self.refused[a] = new, None
@@ -357,6 +370,20 @@ class Aliases:
         record_event(self.cfg, DEPLOYMENT_EVENT, {'at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
                      'event': 'service swap' if checked['passed'] else 'swap refused', 'model': new.name, 'alias': a, 'version': new.version,
                      'replaced': was, 'service': f'{socket.gethostname()} pid {os.getpid()}', 'checks': checked['checks']}, deployments_path(self.cfg))
+
+    def checked(self, a:str)->tuple[ServedModel, str, dict]:
+        "The version `a` points at now, loaded, the version it would replace, and the swap checks' verdict on it."
+        new, was = load_served(self.cfg, a), self.served[a].version
+        checked = swap_checks(new)
+        for other in (self.served[b] for b in self.roles if b != a):
+            try: _same_inputs(other, new)
+            except ValueError as e: checked = {'passed': False, 'checks': checked['checks'] + [{'check': 'same inputs', 'passed': False, 'detail': str(e)}]}
+        return new, was, checked
+
+    @property
+    def ready(self)->bool:
+        "Whether the service should take traffic: not while a new version is being loaded and checked."
+        return not self.checking
 
     def follow(self, stop:threading.Event, # set to stop following
                every:float, # seconds between two looks at the aliases
@@ -424,6 +451,22 @@ def authorised(request:Request, token:str|None)->bool:
     if token is None: return True
     return hmac.compare_digest(request.headers.get('authorization', '').encode('utf-8', 'surrogateescape'), f'Bearer {token}'.encode())
 
+
+# %% ../nbs/45_serve.ipynb #29426573
+async def scored(records:list, # records the checks passed
+                 served:ServedModel, # the version that answers
+                 batcher:Batcher, # scores them with the other requests of the moment
+                 id_field:str|None, # a record field echoed as each prediction's id
+                )->tuple[int, dict]:
+    "Checked records scored in the next batch: `(200, the predictions)`, or a 500 naming how the model failed."
+    ids = [r.get(id_field, i) if id_field else i for i, r in enumerate(records)]
+    keys = [r[id_field] if id_field and r.get(id_field) is not None else r for r in records]
+    request_id = uuid.uuid4().hex
+    try: out = await batcher.submit({'records': records, 'ids': ids, 'keys': keys, 'request_id': request_id})
+    except Exception as e: return 500, {'errors': [{'error': f'the model failed on valid records: {type(e).__name__}: {e}'[:300]}]}
+    return 200, {'model': served.name, 'version': ','.join(sorted({a['version'] for a in out})), 'request_id': request_id,
+                 'predictions': [{'id': i, **{k: v for k, v in a.items() if k != 'alias'}} for i, a in zip(ids, out)]}
+
 async def answer(request:Request, # a /predict request
                  served:ServedModel, # the version that answers
                  batcher:Batcher, # scores it with the other requests of the moment
@@ -435,20 +478,19 @@ async def answer(request:Request, # a /predict request
         records = parse_records(await read_body(request, max_bytes), request.headers.get('content-type'), max_bytes, max_records)
         if errors := field_errors(records, served.fields, (id_field,) if id_field else ()): raise RequestError(422, errors)
     except RequestError as e: return e.status, {'errors': e.errors}
-    ids = [r.get(id_field, i) if id_field else i for i, r in enumerate(records)]
-    keys = [r[id_field] if id_field and r.get(id_field) is not None else r for r in records]
-    request_id = uuid.uuid4().hex
-    try: out = await batcher.submit({'records': records, 'ids': ids, 'keys': keys, 'request_id': request_id})
-    except Exception as e: return 500, {'errors': [{'error': f'the model failed on valid records: {type(e).__name__}: {e}'[:300]}]}
-    return 200, {'model': served.name, 'version': ','.join(sorted({a['version'] for a in out})), 'request_id': request_id,
-                 'predictions': [{'id': i, **{k: v for k, v in a.items() if k != 'alias'}} for i, a in zip(ids, out)]}
+    return await scored(records, served, batcher, id_field)
 
 # %% ../nbs/45_serve.ipynb #c2c99d97
-def _check_second(alias:str, second:str|None, mode:str, share:float):
+def _check_second(alias:str, second:str|None, mode:str, share:float, packaged=None):
     "Refuse settings of a second alias that cannot work."
+    if packaged and second: raise ValueError('a packaged service serves the one version in its folder; serve a second one from the registry')
     if mode not in ('shadow', 'canary'): raise ValueError(f"mode must be shadow or canary, not {mode!r}")
     if not 0 <= share <= 1: raise ValueError(f'share must be between 0 and 1, not {share}')
     if second == alias: raise ValueError(f'the second alias must differ from the first ({alias})')
+
+def roles(alias:str, second:str|None, mode:str, share:float)->dict:
+    "Each alias served and its role: the one that answers, and the second in shadow or as a canary."
+    return {alias: 'answers', **({second: 'shadow' if mode == 'shadow' else f'canary {share:g}'} if second else {})}
 
 def respond(metrics:ServiceMetrics, path:str, status:int, body, media:str='application/json')->Response:
     "The response, counted in the service's metrics by path and status."
@@ -463,8 +505,209 @@ def health_report(aliases:Aliases, alias:str, second:str|None, mode:str, share:f
                        **({'share': share} if mode == 'canary' else {})} if second else None,
             'prediction_log': {'written': log.written, 'rejected': log.rejected, 'queued': log.queue.qsize()}}
 
+# %% ../nbs/45_serve.ipynb #4bbc56b6
+OIP_TYPES = {'string': 'BYTES', 'double': 'FP64', 'float': 'FP32', 'long': 'INT64', 'integer': 'INT32', 'boolean': 'BOOL'}
+BINARY_TYPES = {'BOOL': '?', 'INT8': 'i1', 'INT16': '<i2', 'INT32': '<i4', 'INT64': '<i8', 'UINT8': 'u1', 'UINT16': '<u2',
+                'UINT32': '<u4', 'UINT64': '<u8', 'FP32': '<f4', 'FP64': '<f8'}  # numpy dtypes, little-endian as the protocol sends them
+
+def oip_outputs(served:ServedModel)->list[dict]:
+    "The output tensors of `served`: its prediction, and a classifier's probability of the positive class."
+    if not hasattr(served.model, 'predict_proba'): return [{'name': 'prediction', 'datatype': 'FP64', 'shape': [-1]}]
+    return [{'name': 'prediction', 'datatype': 'BOOL', 'shape': [-1]}, {'name': 'probability', 'datatype': 'FP64', 'shape': [-1]}]
+
+def oip_metadata(served:ServedModel)->dict:
+    "The model's metadata as the Open Inference Protocol (KServe v2) shows it: one input tensor per field, one value per row."
+    return {'name': served.name, 'versions': [served.version], 'platform': f'sklearn_{sklearn.__version__}',
+            'inputs': [{'name': f, 'datatype': OIP_TYPES.get(t, 'BYTES'), 'shape': [-1]} for f, (t, _) in served.fields.items()],
+            'outputs': oip_outputs(served)}
+
+# %% ../nbs/45_serve.ipynb #ca462bc2
+def _row_major(data:list)->list:
+    "Nested lists of values flattened in row-major order, however deep (without recursion)."
+    out, stack = [], [iter(data)]
+    while stack:
+        for v in stack[-1]:
+            if isinstance(v, list): stack.append(iter(v)); break
+            out.append(v)
+        else: stack.pop()
+    return out
+
+def _binary_values(name:str, kind:str, blob:bytes)->list:
+    "A tensor's values from its bytes in the binary extension: fixed-size numbers, or length-prefixed UTF-8 text."
+    if kind != 'BYTES':
+        size = np.dtype(BINARY_TYPES[kind]).itemsize
+        if len(blob) % size: raise RequestError(400, [{'field': name, 'error': f'{len(blob)} bytes are not whole {kind} values'}])
+        return np.frombuffer(blob, BINARY_TYPES[kind]).tolist()
+    out, at = [], 0
+    while at < len(blob):
+        n = int.from_bytes(blob[at:at + 4], 'little') if at + 4 <= len(blob) else -1
+        if n < 0 or at + 4 + n > len(blob): raise RequestError(400, [{'field': name, 'error': 'BYTES data ends inside an element'}])
+        try: out.append(blob[at + 4:at + 4 + n].decode('utf-8'))
+        except UnicodeDecodeError: raise RequestError(400, [{'field': name, 'error': 'BYTES data is not valid UTF-8'}]) from None
+        at += 4 + n
+    return out
+
+# %% ../nbs/45_serve.ipynb #7170b95e
+def _blobs(inputs:list, body:bytes, start:int)->list[bytes|None]:
+    "Each input's bytes in the binary extension (None for an input sent as JSON), in the order they follow the JSON."
+    out, at = [], start
+    for t in inputs:
+        params = t.get('parameters') if isinstance(t, dict) else None
+        size = params.get('binary_data_size') if isinstance(params, dict) else None
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0 or at + size > len(body)):
+            raise RequestError(400, [{'error': f'binary_data_size {_shown(size)} passes the end of the body'}])
+        out.append(None if size is None else body[at:at + size])
+        at += size or 0
+    return out
+
+def _tensor(t, blob:bytes|None)->tuple[str, list]:
+    "An input tensor's name and values, its shape checked: one value per row."
+    kinds = [*BINARY_TYPES, 'BYTES']
+    if not isinstance(t, dict) or not isinstance(t.get('name'), str) or t.get('datatype') not in kinds:
+        raise RequestError(400, [{'error': f'an input needs a name, a shape and a datatype of {kinds}: got {_shown(t)}'}])
+    name, shape = t['name'][:100], t.get('shape')
+    if not isinstance(shape, list) or not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise RequestError(400, [{'field': name, 'error': f'shape must be a list of whole numbers, got {_shown(shape)}'}])
+    if math.prod(shape[1:]) != 1: raise RequestError(400, [{'field': name, 'error': f'one value per row: shape [N] or [N, 1], not {shape}'}])
+    if blob is not None: values = _binary_values(name, t['datatype'], blob)
+    elif isinstance(t.get('data'), list): values = _row_major(t['data'])
+    else: raise RequestError(400, [{'field': name, 'error': 'data must be a list of values'}])
+    if len(values) != shape[0]: raise RequestError(400, [{'field': name, 'error': f'shape {shape} holds {shape[0]} values, data has {len(values)}'}])
+    return t['name'], values
+
+# %% ../nbs/45_serve.ipynb #1093aceb
+def oip_request(body:bytes, # the request body
+                header_length:str|None, # the Inference-Header-Content-Length header: the JSON's size when binary tensors follow it
+                max_records:int=10_000, # most rows in one request
+               )->tuple[str|None, list[dict], list|None]:
+    "An inference request's id, its input tensors as records (one per row) and the outputs it asks for; or a `RequestError`."
+    n = len(body) if header_length is None else int(header_length) if header_length.isdigit() else -1
+    if not 0 < n <= len(body): raise RequestError(400, [{'error': f'a header of {header_length or len(body)} bytes does not fit a body of {len(body)}'}])
+    try: req = json.loads(body[:n], parse_constant=_not_json)
+    except RecursionError: raise RequestError(400, [{'error': 'the request is nested too deeply'}]) from None
+    except (ValueError, UnicodeDecodeError) as e: raise RequestError(400, [{'error': f'the request is not valid JSON: {e}'[:300]}]) from None
+    if not isinstance(req, dict) or not isinstance(req.get('inputs'), list) or not req['inputs']:
+        raise RequestError(400, [{'error': 'an inference request is an object with a list of "inputs"'}])
+    tensors = dict(_tensor(t, b) for t, b in zip(req['inputs'], _blobs(req['inputs'], body, n)))
+    if len(tensors) < len(req['inputs']): raise RequestError(400, [{'error': 'an input is named twice'}])
+    if len(rows := {len(v) for v in tensors.values()}) > 1: raise RequestError(400, [{'error': f'the inputs hold different numbers of rows: {sorted(rows)}'}])
+    if (n_rows := rows.pop()) > max_records: raise RequestError(413, [{'error': f'{n_rows} rows exceed the limit of {max_records}'}])
+    if not n_rows: raise RequestError(400, [{'error': 'no rows: every input is empty'}])
+    outputs = req.get('outputs')
+    if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) and isinstance(o.get('name'), str) for o in outputs)):
+        raise RequestError(400, [{'error': 'outputs must be a list of objects with a name'}])
+    rid = req.get('id') if isinstance(req.get('id'), str) else None
+    return rid, [{k: v[i] for k, v in tensors.items()} for i in range(n_rows)], [o['name'] for o in outputs] if outputs else None
+
+# %% ../nbs/45_serve.ipynb #5a6ba386
+def oip_error(errors:list[dict])->str:
+    "A request's problems in one line, as the protocol's `error` string: rows are records."
+    return '; '.join(': '.join(str(x) for x in (f"row {e['record']}" if 'record' in e else None, e.get('field'), e['error']) if x is not None)
+                     for e in errors)
+
+async def infer(request:Request, # an Open Inference Protocol inference request
+                served:ServedModel, # the version that answers
+                batcher:Batcher, # scores it with the /predict requests of the moment
+                id_field:str|None, # an input echoed as each prediction's id (and the canary's key)
+                max_bytes:int, max_records:int, # the largest body and the most rows accepted
+               )->tuple[int, dict]:
+    "The status and body of an inference request: its tensors checked as /predict checks records, then scored in the same batches."
+    try:
+        rid, records, wanted = oip_request(await read_body(request, max_bytes), request.headers.get('inference-header-content-length'), max_records)
+        outputs = [o for o in oip_outputs(served) if wanted is None or o['name'] in wanted]
+        if unknown := sorted(set(wanted or ()) - {o['name'] for o in outputs}): raise RequestError(400, [{'error': f'no output {unknown}'}])
+        if errors := field_errors(records, served.fields, (id_field,) if id_field else ()): raise RequestError(400, errors)
+    except RequestError as e: return e.status, {'error': oip_error(e.errors)}
+    status, body = await scored(records, served, batcher, id_field)
+    if status != 200: return status, {'error': oip_error(body['errors'])}
+    data = {o['name']: [p[o['name']] for p in body['predictions']] for o in outputs}
+    return 200, {'model_name': served.name, 'model_version': body['version'], 'id': rid or body['request_id'],
+                 'outputs': [{**o, 'shape': [len(records)], 'data': data[o['name']]} for o in outputs]}
+
+# %% ../nbs/45_serve.ipynb #c7eb969f
+def add_oip_routes(app:FastAPI, # the service
+                   aliases:Aliases, alias:str, # the versions served, and the alias that answers
+                   batcher:Batcher, # the micro-batcher /predict uses
+                   metrics:ServiceMetrics, # the service's metrics
+                   token:str|None, # bearer token required by model metadata and inference
+                   id_field:str|None, max_bytes:int, max_records:int, # as for /predict
+                  ):
+    "The Open Inference Protocol's REST routes (KServe v2) beside /predict: health, server and model metadata, inference."
+    reply, denied = functools.partial(respond, metrics), {'error': 'missing or wrong bearer token'}
+    def found(name:str, version:str|None)->tuple[int, dict|ServedModel]:
+        s = aliases.served[alias]
+        if name == s.name and version in (None, s.version): return 200, s
+        return 404, {'error': f"no model {name[:100]!r}{'' if version is None else f' version {version[:20]!r}'} here: this serves {s.name!r} v{s.version}"}
+
+    @app.get('/v2/health/live')
+    async def live(): return reply('/v2/health/live', 200, {'live': True})
+    @app.get('/v2/health/ready')
+    async def ready(): return reply('/v2/health/ready', 200 if aliases.ready else 400, {'ready': aliases.ready})
+    @app.get('/v2')
+    async def server(): return reply('/v2', 200, {'name': 'mlops_nb', 'version': mlops_nb.__version__, 'extensions': ['binary_tensor_data']})
+
+    @app.get('/v2/models/{name}')
+    @app.get('/v2/models/{name}/versions/{version}')
+    async def model(request:Request, name:str, version:str|None=None):
+        status, s = (401, denied) if not authorised(request, token) else found(name, version)
+        return reply('/v2/models/{name}', status, oip_metadata(s) if status == 200 else s)
+
+    @app.get('/v2/models/{name}/ready')
+    @app.get('/v2/models/{name}/versions/{version}/ready')
+    async def model_ready(name:str, version:str|None=None):
+        status, s = found(name, version)
+        return reply('/v2/models/{name}/ready', status if status != 200 else 200 if aliases.ready else 400,
+                     {'name': name[:100], 'ready': status == 200 and aliases.ready})
+
+    @app.post('/v2/models/{name}/infer')
+    @app.post('/v2/models/{name}/versions/{version}/infer')
+    async def infer_endpoint(request:Request, name:str, version:str|None=None):
+        started = time.perf_counter()
+        status, s = (401, denied) if not authorised(request, token) else found(name, version)
+        if status == 200: status, s = await infer(request, s, batcher, id_field, max_bytes, max_records)
+        metrics.latency.observe(time.perf_counter() - started)
+        return reply('/v2/models/{name}/infer', status, s)
+
+# %% ../nbs/45_serve.ipynb #73cd720d
+BUNDLE_FILE = 'bundle.json'
+
+def save_bundle(b:VersionBundle, # a version, from `version_bundle`
+                folder:Path|str, # where it goes: the MLflow model in `model/`, the rest in `bundle.json`
+                alias:str, # the alias it is served as
+               )->Path:
+    "Write a version and what serving it needs into `folder`, so that it can be served with no registry at hand."
+    folder = Path(folder)
+    if (folder/'model').exists(): shutil.rmtree(folder/'model')
+    folder.mkdir(parents=True, exist_ok=True)
+    mlflow.artifacts.download_artifacts(f'models:/{b.name}/{b.version}', dst_path=str(folder/'model'))
+    keep = {k: v for k, v in vars(b).items() if k != 'model'}
+    return write_json(folder/BUNDLE_FILE, {'served_as': alias, **keep})
+
+def read_bundle(folder:Path|str, # a folder written by `save_bundle`
+               )->tuple[VersionBundle, str]:
+    "The version in `folder`, its model loaded, and the alias it is served as."
+    folder = Path(folder)
+    if not (folder/BUNDLE_FILE).exists(): raise LookupError(f'{folder} holds no packaged model: write one with `mlops-nb package`')
+    keep = json.loads((folder/BUNDLE_FILE).read_text())
+    alias = keep.pop('served_as')
+    return VersionBundle(**keep, model=mlflow.sklearn.load_model(str(folder/'model'))), alias
+
+# %% ../nbs/45_serve.ipynb #b3a54656
+class Packaged(Aliases):
+    "The one version in a folder written by `mlops-nb package`, served as it is: a new version is a new image, so it follows no alias."
+    def __init__(self, folder:Path|str, # the packaged version
+                 metrics:ServiceMetrics, # the service's metrics, told which version it serves
+                ):
+        b, alias = read_bundle(folder)
+        inputs = Model.load(str(Path(folder)/'model')).signature.inputs.to_dict()
+        self.cfg, self.roles, self.metrics, self.checking = None, {alias: 'answers'}, metrics, False
+        self.served, self.refused = {alias: served_model(b, alias, inputs)}, {alias: None}
+        metrics.serving(alias, 'answers', b.version)
+
+    def follow(self, stop:threading.Event, every:float): return
+
 # %% ../nbs/45_serve.ipynb #4d8980d9
-def make_app(cfg:dict, # project configuration
+def make_app(cfg:dict|None, # project configuration (None for a packaged version)
              alias:str='champion', # the alias to serve
              token:str|None=None, # bearer token required by /predict, /metadata and /metrics; None: no authentication
              log_folder:Path|str|None=None, # where the prediction log goes; `predictions/` in the project by default
@@ -477,14 +720,15 @@ def make_app(cfg:dict, # project configuration
              share:float=0.1, # canary: the share of records, by id, that the second alias answers
              batch_rows:int=2048, # most rows scored in one model call
              batch_wait_ms:float=1.0, # longest wait for more requests to score together
+             packaged:Path|str|None=None, # a folder written by `mlops-nb package`: serve the version in it, following no alias
             )->FastAPI:
     "The HTTP service for the model behind `alias`, and optionally a second alias in shadow or canary: the pieces above, and routes."
-    _check_second(alias, second, mode, share)
+    _check_second(alias, second, mode, share, packaged)
     metrics = ServiceMetrics()
-    aliases = Aliases(cfg, {alias: 'answers', **({second: 'shadow' if mode == 'shadow' else f'canary {share:g}'} if second else {})}, metrics)
+    aliases = Packaged(packaged, metrics) if packaged else Aliases(cfg, roles(alias, second, mode, share), metrics)
+    alias = next(iter(aliases.served)) if packaged else alias
     if second: _same_inputs(aliases.served[alias], aliases.served[second])
-    contract = aliases.served[alias].contract
-    id_field = id_field or (contract['dataset'].get('id_column') if contract else None) or None
+    id_field = id_field or aliases.served[alias].id_column
     log = PredictionLog(log_folder or cfg['paths']['predictions'], on_reject=metrics.rejected.inc)
     batcher = Batcher(Scorer(aliases, alias, second, mode, share, log), lambda p: len(p['records']), batch_rows, batch_wait_ms, metrics.batch_rows.observe)
     stop, denied = threading.Event(), {'errors': [{'error': 'missing or wrong bearer token'}]}
@@ -520,7 +764,18 @@ def make_app(cfg:dict, # project configuration
         metrics.latency.observe(time.perf_counter() - started)
         return reply('/predict', status, body)
 
+    add_oip_routes(app, aliases, alias, batcher, metrics, token, id_field, max_bytes, max_records)
     return app
+
+# %% ../nbs/45_serve.ipynb #e5beb042
+def packaged_app()->FastAPI:
+    "The service of a packaged image, for `uvicorn --factory`: the version in `MLOPS_NB_BUNDLE`, its settings from the environment."
+    env = os.environ.get
+    token = env('MLOPS_NB_API_TOKEN') or None
+    if token is None and env('MLOPS_NB_NO_AUTH') != '1':
+        raise SystemExit('mlops-nb: set MLOPS_NB_API_TOKEN (from a secret), or MLOPS_NB_NO_AUTH=1 to serve without authentication')
+    return make_app(None, token=token, log_folder=env('MLOPS_NB_LOG_FOLDER', '/var/lib/mlops-nb/predictions'),
+                    packaged=env('MLOPS_NB_BUNDLE', '/srv/mlops-nb/bundle'), batch_wait_ms=float(env('MLOPS_NB_BATCH_WAIT_MS', '1')))
 
 # %% ../nbs/45_serve.ipynb #aa2fecf8
 def free_port(host:str='127.0.0.1')->int:
