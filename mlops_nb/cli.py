@@ -16,9 +16,9 @@ from .report import diff_markdown, diff_table, quarantine_line, run_diff
 # %% auto #0
 __all__ = ['GROUPS', 'summary_table', 'arg_docs', 'option', 'at_least_one', 'share', 'show', 'explain', 'main', 'init_command',
            'add_init', 'run_command', 'add_run', 'versions_command', 'card_command', 'move_command', 'lineage_command',
-           'reproduce_command', 'add_registry', 'score_command', 'serve_command', 'deployed_command', 'add_deployment',
-           'monitoring_command', 'traffic_command', 'monitor_command', 'add_monitoring', 'find_run', 'diff_command',
-           'scorecard_command', 'readme_command', 'docs_command', 'add_reports', 'parser', 'commands']
+           'reproduce_command', 'add_registry', 'score_command', 'serve_command', 'package_command', 'deployed_command',
+           'add_deployment', 'monitoring_command', 'traffic_command', 'monitor_command', 'add_monitoring', 'find_run',
+           'diff_command', 'scorecard_command', 'readme_command', 'docs_command', 'add_reports', 'parser', 'commands']
 
 # %% ../nbs/99_cli.ipynb #7ffd2bb4
 def summary_table(manifest:dict # a run's manifest
@@ -244,6 +244,18 @@ def serve_command(args)->int:
           share=args.share, batch_rows=args.batch_rows, batch_wait_ms=args.batch_wait_ms)
     return 0
 
+def package_command(args)->int:
+    "`mlops-nb package`: a container build context and Kubernetes manifests for a version."
+    from mlops_nb.package import package
+    _, cfg = _registry(args)
+    done = package(cfg, args.ref, args.out, args.image, not args.no_wheels)
+    out = done['folder']
+    print(f"{done['model']} v{done['version']} packaged in {out} ({done['wheels']} wheels)\n"
+          f"build:  podman build --format docker -t {done['image']} {out}   (or docker build)\n"
+          f"run:    podman run -p 8080:8080 -e MLOPS_NB_API_TOKEN {done['image']}\n"
+          f"deploy: kubectl create secret generic {done['secret']} --from-literal=token=...; kubectl apply -f {out}/k8s/")
+    return 0
+
 def deployed_command(args)->int:
     "`mlops-nb deployed`: what each alias serves, and the recorded deployments."
     register, cfg = _registry(args)
@@ -257,7 +269,7 @@ def deployed_command(args)->int:
 
 # %% ../nbs/99_cli.ipynb #c241cd4e
 def add_deployment(sub):
-    "The commands that put the model to work: score a file, serve over HTTP, say what is deployed."
+    "The commands that put the model to work: score a file, serve over HTTP, package for a cluster, say what is deployed."
     doc, app, served = arg_docs('deploy', 'score_file'), arg_docs('serve', 'make_app'), arg_docs('serve', 'serve')
     score = sub.add_parser('score', help='validate and score a CSV, Parquet or NDJSON file (or glob) with a model alias')
     option(score, 'source', doc=doc['source'])
@@ -276,8 +288,14 @@ def add_deployment(sub):
     option(serve, '--share', doc=app['share'], type=share, default=0.1)
     option(serve, '--batch-rows', doc=app['batch_rows'], type=int, default=2048)
     option(serve, '--batch-wait-ms', doc=app['batch_wait_ms'], type=float, default=1.0)
+    pack = sub.add_parser('package', help='write a container build context and Kubernetes manifests for a version')
+    option(pack, 'ref', doc=arg_docs('package', 'package')['ref'], nargs='?', default='champion')
+    option(pack, '--out', doc=arg_docs('package', 'package')['out'], default='package')
+    option(pack, '--image', doc=arg_docs('package', 'package')['image'])
+    option(pack, '--no-wheels', doc='leave out the wheels (the build then needs them in OUT/wheels)', action='store_true')
     deployed = sub.add_parser('deployed', help='what each alias serves now, and the recorded deployments')
-    for command, func in ((score, score_command), (serve, serve_command), (deployed, deployed_command)): command.set_defaults(func=func)
+    for command, func in ((score, score_command), (serve, serve_command), (pack, package_command), (deployed, deployed_command)):
+        command.set_defaults(func=func)
 
 # %% ../nbs/99_cli.ipynb #9477b332
 def monitoring_command(args)->int:

@@ -533,11 +533,11 @@ def _row_major(data:list)->list:
     return out
 
 def _binary_values(name:str, kind:str, blob:bytes)->list:
-    "A tensor's values from its bytes in the binary extension: fixed-size numbers, or length-prefixed UTF-8 text."
+    "A tensor's values from its bytes in the binary extension: numbers (NaN is a missing value), or length-prefixed UTF-8 text."
     if kind != 'BYTES':
         size = np.dtype(BINARY_TYPES[kind]).itemsize
         if len(blob) % size: raise RequestError(400, [{'field': name, 'error': f'{len(blob)} bytes are not whole {kind} values'}])
-        return np.frombuffer(blob, BINARY_TYPES[kind]).tolist()
+        return [None if v != v else v for v in np.frombuffer(blob, BINARY_TYPES[kind]).tolist()]
     out, at = [], 0
     while at < len(blob):
         n = int.from_bytes(blob[at:at + 4], 'little') if at + 4 <= len(blob) else -1
