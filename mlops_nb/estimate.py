@@ -7,16 +7,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import polars as pl
-from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 # %% auto #0
-__all__ = ['ESTIMATED', 'calibration_error', 'threshold_metrics', 'expected_metrics', 'sampled_metrics', 'logit', 'Calibration',
-           'calibration_maps', 'fit_calibration', 'estimate', 'outside_support']
+__all__ = ['ESTIMATED', 'BINS', 'LOGIT_SPAN', 'calibration_error', 'logit', 'score_counts', 'count_scores', 'threshold_metrics',
+           'expected_metrics', 'sampled_metrics', 'Calibration', 'estimate', 'calibration_maps', 'realised_metrics',
+           'fit_calibration', 'outside_reference', 'outside_support']
 
 # %% ../nbs/25_estimate.ipynb #8e3ff199
 def calibration_error(y:np.ndarray, # 0/1 labels
@@ -29,51 +28,57 @@ def calibration_error(y:np.ndarray, # 0/1 labels
     return float(np.abs(gap).sum() / len(y))
 
 # %% ../nbs/25_estimate.ipynb #64f4d0ab
-ESTIMATED = ('roc_auc', 'accuracy', 'precision', 'recall', 'f1')
-
-def threshold_metrics(tp, fp, fn, tn)->dict:
-    "Accuracy, precision, recall and F1 from a confusion matrix's counts (arrays work: one matrix per element)."
-    div = lambda a, b: np.divide(a, b, out=np.full(np.shape(a), np.nan, float), where=np.asarray(b) > 0)
-    precision, recall = div(tp, tp + fp), div(tp, tp + fn)
-    return {'accuracy': (tp + tn) / (tp + fp + fn + tn), 'precision': precision, 'recall': recall,
-            'f1': div(2 * tp, 2 * tp + fp + fn)}
-
-def expected_metrics(p:np.ndarray, # calibrated probability of 1 for each row
-                     scores:np.ndarray, # the model's scores, which its decisions and ranking use
-                     threshold:float=0.5, # score at or above which a row is predicted 1
-                    )->dict:
-    "The metrics the labels would give on average, were each row's label drawn with its calibrated probability."
-    hit = scores >= threshold
-    tp, fp, fn, tn = p[hit].sum(), (1 - p[hit]).sum(), p[~hit].sum(), (1 - p[~hit]).sum()
-    auc = roc_auc_score(np.r_[np.ones(len(p)), np.zeros(len(p))], np.r_[scores, scores], sample_weight=np.r_[p, 1 - p])
-    return {'roc_auc': float(auc), **{k: float(v) for k, v in threshold_metrics(tp, fp, fn, tn).items()}}
-
-# %% ../nbs/25_estimate.ipynb #47ab0599
-def sampled_metrics(p:np.ndarray, # calibrated probability of 1 for each row
-                    scores:np.ndarray, # the model's scores
-                    threshold:float=0.5, # score at or above which a row is predicted 1
-                    draws:int=200, # label vectors drawn
-                    seed:int=0, # seed of the draws
-                   )->dict[str, np.ndarray]:
-    "Each metric on `draws` label vectors drawn from the calibrated probabilities: how far the realised value may fall from the expected."
-    rng, ranks, hit = np.random.default_rng(seed), rankdata(scores), scores >= threshold
-    out = {k: [] for k in ESTIMATED}
-    for start in range(0, draws, 25):  # 25 label vectors at a time keeps memory small on big batches
-        y = rng.random((min(25, draws - start), len(p))) < p
-        pos = y.sum(axis=1)
-        with np.errstate(invalid='ignore', divide='ignore'):
-            out['roc_auc'].append(((y @ ranks) - pos * (pos + 1) / 2) / (pos * (len(p) - pos)))
-        tp, fp = y[:, hit].sum(axis=1), (~y[:, hit]).sum(axis=1)
-        fn, tn = y[:, ~hit].sum(axis=1), (~y[:, ~hit]).sum(axis=1)
-        for k, v in threshold_metrics(tp, fp, fn, tn).items(): out[k].append(v)
-    return {k: np.concatenate(v) for k, v in out.items()}
-
-# %% ../nbs/25_estimate.ipynb #a3949b80
 def logit(scores:np.ndarray)->np.ndarray:
     "Log-odds of scores in 0..1, kept finite."
     s = np.clip(np.asarray(scores, float), 1e-9, 1 - 1e-9)
     return np.log(s / (1 - s))
 
+ESTIMATED = ('roc_auc', 'accuracy', 'precision', 'recall', 'f1')
+BINS, LOGIT_SPAN = 10_000, 20.0  # scores counted in 10,000 equal slices of log-odds -20..20: 0.004 wide, and 0.5 falls on an edge
+
+def score_counts(scores:np.ndarray, # a classifier's scores, in 0..1
+                 bins:int=BINS, # equal slices of the log-odds
+                )->np.ndarray:
+    "How many scores fall in each slice of their log-odds: all an estimate needs of a batch, and a sum any engine can count in parts."
+    at = np.floor((logit(scores) + LOGIT_SPAN) / (2 * LOGIT_SPAN) * bins)
+    return np.bincount(np.clip(at, 0, bins - 1).astype(int), minlength=bins)
+
+def count_scores(counts:np.ndarray)->np.ndarray:
+    "The score at the middle of each slice of `score_counts`."
+    return 1 / (1 + np.exp(-((np.arange(len(counts)) + 0.5) / len(counts) * 2 * LOGIT_SPAN - LOGIT_SPAN)))
+
+def threshold_metrics(tp, fp, fn, tn)->dict:
+    "Accuracy, precision, recall and F1 from a confusion matrix's counts (arrays work: one matrix per element)."
+    div = lambda a, b: np.divide(a, b, out=np.full(np.shape(a), np.nan, float), where=np.asarray(b) > 0)
+    return {'accuracy': (tp + tn) / (tp + fp + fn + tn), 'precision': div(tp, tp + fp), 'recall': div(tp, tp + fn), 'f1': div(2 * tp, 2 * tp + fp + fn)}
+
+def expected_metrics(p:np.ndarray, # calibrated probability of 1 at each score
+                     scores:np.ndarray, # distinct scores, ascending
+                     n:np.ndarray, # rows at each score
+                     threshold:float=0.5, # score at or above which a row is predicted 1
+                    )->dict:
+    "The metrics the labels would give on average, were each row's label drawn with its calibrated probability."
+    hit, pos, neg = scores >= threshold, n * p, n * (1 - p)
+    auc = roc_auc_score(np.r_[np.ones(len(p)), np.zeros(len(p))], np.r_[scores, scores], sample_weight=np.r_[pos, neg])
+    return {'roc_auc': float(auc), **{k: float(v) for k, v in threshold_metrics(pos[hit].sum(), neg[hit].sum(), pos[~hit].sum(), neg[~hit].sum()).items()}}
+
+# %% ../nbs/25_estimate.ipynb #47ab0599
+def sampled_metrics(p:np.ndarray, # calibrated probability of 1 at each score
+                    scores:np.ndarray, # distinct scores, ascending
+                    n:np.ndarray, # rows at each score
+                    threshold:float=0.5, # score at or above which a row is predicted 1
+                    draws:int=200, # label vectors drawn
+                    seed:int=0, # seed of the draws
+                   )->dict[str, np.ndarray]:
+    "Each metric on `draws` label vectors drawn from the calibrated probabilities: how far the realised value may fall from the expected."
+    pos = np.random.default_rng(seed).binomial(n, p, size=(draws, len(p)))
+    neg, hit = n - pos, scores >= threshold
+    below = np.cumsum(neg, axis=1) - neg  # negatives at lower scores
+    with np.errstate(invalid='ignore', divide='ignore'):
+        auc = (pos * (below + neg / 2)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+    return {'roc_auc': auc, **threshold_metrics(pos[:, hit].sum(axis=1), neg[:, hit].sum(axis=1), pos[:, ~hit].sum(axis=1), neg[:, ~hit].sum(axis=1))}
+
+# %% ../nbs/25_estimate.ipynb #a3949b80
 @dataclass
 class Calibration:
     "How a classifier's scores map to probabilities, learned on labelled rows it never learned from, and how well that estimates."
@@ -93,6 +98,26 @@ class Calibration:
 
     def to_dict(self)->dict: return asdict(self)
 
+# %% ../nbs/25_estimate.ipynb #330d1b74
+def estimate(cal:Calibration, # the version's calibration
+             counts:np.ndarray, # the batch's scores counted by `score_counts`
+             draws:int=200, # label vectors drawn for the band; 0 for none
+             seed:int=0, # seed of the draws
+            )->dict:
+    "A batch's metrics estimated without its labels: metric -> `value` and the `low`..`high` band (95%) the realised value should fall in."
+    counts = np.asarray(counts)
+    kept = np.flatnonzero(counts)
+    scores = count_scores(counts)[kept]
+    p, n = cal(scores), counts[kept]
+    value = expected_metrics(p, scores, n, cal.threshold)
+    sampled = sampled_metrics(p, scores, n, cal.threshold, draws, seed) if draws else {}
+    out = {}
+    for k in ESTIMATED:
+        s = sampled[k][np.isfinite(sampled[k])] if draws else np.array([])
+        low, high = np.quantile(s, [0.025, 0.975]) if len(s) else (np.nan, np.nan)
+        out[k] = {'value': round(value[k], 4), 'low': round(float(low), 4), 'high': round(float(high), 4)}
+    return out
+
 # %% ../nbs/25_estimate.ipynb #e91b1954
 def calibration_maps(y:np.ndarray, # 0/1 labels
                      scores:np.ndarray, # the model's scores
@@ -102,6 +127,11 @@ def calibration_maps(y:np.ndarray, # 0/1 labels
     iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds='clip').fit(scores, y)
     return {'none': {}, 'sigmoid': {'a': float(platt.coef_[0, 0]), 'b': float(platt.intercept_[0])},
             'isotonic': {'x': iso.X_thresholds_.tolist(), 'y': iso.y_thresholds_.tolist()}}
+
+def realised_metrics(y:np.ndarray, scores:np.ndarray, threshold:float=0.5)->dict:
+    "The metrics the labels `y` give the scores."
+    hit = scores >= threshold
+    return {'roc_auc': roc_auc_score(y, scores), **threshold_metrics((y * hit).sum(), ((1 - y) * hit).sum(), (y * ~hit).sum(), ((1 - y) * ~hit).sum())}
 
 def fit_calibration(y:np.ndarray, # 0/1 labels of rows the model never learned from (its holdout)
                     scores:np.ndarray, # the model's scores on them
@@ -114,49 +144,37 @@ def fit_calibration(y:np.ndarray, # 0/1 labels of rows the model never learned f
     k = max(2, min(folds, int(min(y.sum(), len(y) - y.sum()))))
     errors, misses = {m: [] for m in ('none', 'sigmoid', 'isotonic')}, {m: {e: [] for e in ESTIMATED} for m in ('none', 'sigmoid', 'isotonic')}
     for fit, held in StratifiedKFold(k, shuffle=True, random_state=seed).split(scores, y):
-        yh, sh = y[held], scores[held]
-        hit = sh >= threshold
-        realised = {'roc_auc': roc_auc_score(yh, sh), **threshold_metrics((yh * hit).sum(), ((1 - yh) * hit).sum(), (yh * ~hit).sum(), ((1 - yh) * ~hit).sum())}
+        realised = realised_metrics(y[held], scores[held], threshold)
         for method, params in calibration_maps(y[fit], scores[fit]).items():
-            p = Calibration(method, params, {}, threshold, [], {}, 0)(sh)
-            errors[method].append(calibration_error(yh, p))
-            for e, v in expected_metrics(p, sh, threshold).items(): misses[method][e].append(abs(v - realised[e]))
+            cal = Calibration(method, params, {}, threshold, [0.0, 1.0], {}, 0)
+            errors[method].append(calibration_error(y[held], cal(scores[held])))
+            for e, v in estimate(cal, score_counts(scores[held]), draws=0).items(): misses[method][e].append(abs(v['value'] - realised[e]))
     best = min(errors, key=lambda m: np.mean(errors[m]))
     return Calibration(best, calibration_maps(y, scores)[best], {m: round(float(np.mean(v)), 4) for m, v in errors.items()}, threshold,
                        [float(scores.min()), float(scores.max())], {e: round(float(np.nanmean(v)), 4) for e, v in misses[best].items()}, len(y))
 
-# %% ../nbs/25_estimate.ipynb #330d1b74
-def estimate(cal:Calibration, # the version's calibration
-             scores:np.ndarray, # the model's scores on the batch
-             draws:int=200, # label vectors drawn for the band
-             seed:int=0, # seed of the draws
-            )->dict:
-    "A batch's metrics estimated without its labels: metric -> `value` and the `low`..`high` band (95%) the realised value should fall in."
-    scores = np.asarray(scores, float)
-    p = cal(scores)
-    value, sampled = expected_metrics(p, scores, cal.threshold), sampled_metrics(p, scores, cal.threshold, draws, seed)
+# %% ../nbs/25_estimate.ipynb #773a4c69
+def outside_reference(reference:dict, # the version's drift reference
+                      summary:dict, # the batch's summary, from `batch_summary` (either engine)
+                     )->dict:
+    "Feature -> its kind, and the share of its values outside the reference: below its min or above its max, or a category it never had."
     out = {}
-    for k in ESTIMATED:
-        s = sampled[k][np.isfinite(sampled[k])]
-        low, high = np.quantile(s, [0.025, 0.975]) if len(s) else (np.nan, np.nan)
-        out[k] = {'value': round(value[k], 4), 'low': round(float(low), 4), 'high': round(float(high), 4)}
+    for c, ref in reference['columns'].items():
+        if (s := summary['columns'].get(c)) is None: continue
+        if ref['kind'] == 'numeric': beyond, total = int(s['counts'][0] + s['counts'][-1]), int(np.sum(s['counts']))  # below the grid's min, above its max
+        else: beyond, total = sum(n for k, n in s['counts'].items() if k not in ref['counts']), sum(s['counts'].values())
+        out[c] = (ref['kind'], beyond / total if total else 0.0)
     return out
 
-def outside_support(reference:dict, # the version's drift reference: each feature's range or categories
-                    batch:pl.DataFrame, # the batch's rows
-                    scores:np.ndarray, # the model's scores on them
-                    cal:Calibration, # the version's calibration
+# %% ../nbs/25_estimate.ipynb #102057f6
+def outside_support(cal:Calibration, # the version's calibration
+                    counts:np.ndarray, # the batch's scores counted by `score_counts`
+                    outside:dict, # feature -> share of the batch's values outside the reference (range or categories)
                     most:float=0.05, # the largest share of rows allowed outside
                    )->list[str]:
     "Why an estimate of this batch is not to be trusted: rows beyond what the model and its calibration learned from; empty when none."
-    lo, hi = cal.score_range
-    share = float(((scores < lo) | (scores > hi)).mean()) if len(scores) else 0.0
+    centre, (lo, hi) = count_scores(counts), cal.score_range
+    share = float(counts[(centre < lo) | (centre > hi)].sum() / max(1, counts.sum()))
     out = [f'{share:.1%} of the scores lie outside {lo:.3f}..{hi:.3f}, where the calibration learned'] if share > most else []
-    for c, ref in reference['columns'].items():
-        s = batch[c].drop_nulls() if c in batch.columns else pl.Series([])
-        if not len(s): continue
-        if ref['kind'] == 'numeric':
-            share, where = float(((s.cast(pl.Float64) < ref['min']) | (s.cast(pl.Float64) > ref['max'])).mean()), f"the reference's {ref['min']:g}..{ref['max']:g}"
-        else: share, where = float((~s.cast(pl.String).is_in(list(ref['counts']))).mean()), 'the categories of the reference'
-        if share > most: out.append(f'{c}: {share:.1%} of the values lie outside {where}')
-    return out
+    return out + [f"{c}: {s:.1%} of the values lie outside the reference's {'range' if kind == 'numeric' else 'categories'}"
+                  for c, (kind, s) in outside.items() if s > most]
