@@ -8,12 +8,13 @@ import json, time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import polars as pl
 
 from .evaluate import MAIN_METRIC
 
 # %% auto #0
-__all__ = ['ALERT_KINDS', 'check_alerts', 'post_webhook', 'send_alerts']
+__all__ = ['ALERT_KINDS', 'check_alerts', 'unlabelled_alerts', 'post_webhook', 'send_alerts']
 
 # %% ../nbs/62_alerts.ipynb #58654730
 ALERT_KINDS = ('drift', 'prediction_drift', 'data_quality', 'performance')
@@ -57,6 +58,27 @@ def check_alerts(table:pl.DataFrame|None, # the batch's drift table, from `drift
         if holdout is not None and holdout - perf[m] > rules['alert_max_decay']:
             out.append({'kind': 'performance', 'rule': f"{m} at most {rules['alert_max_decay']} below its holdout value",
                         'detail': f"{m} {perf[m]:.4f} vs holdout {holdout:.4f} (decay {holdout - perf[m]:.4f})"})
+    return out
+
+# %% ../nbs/62_alerts.ipynb #0352a8bf
+def unlabelled_alerts(joint:dict|None, # the batch's multivariate drift verdict
+                      estimated:dict|None, # metric -> value, low, high: its metrics estimated without labels
+                      untrusted:list, # why that estimate is not to be trusted, if it is not
+                      holdout:float|None, # the model's main metric on its holdout
+                      rules:dict, # the stage's parameters
+                      task:str='classification', # classification or regression
+                     )->list[dict]:
+    "Alerts a batch raises before its labels arrive: its inputs drifted together, or its estimated main metric fell below the floor."
+    out, m = [], MAIN_METRIC[task]
+    if joint and joint.get('drifted'):
+        out.append({'kind': 'multivariate_drift', 'rule': 'the inputs drifted jointly: a classifier tells the batch from the reference',
+                    'detail': f"domain classifier ROC AUC {joint['auc']:.3f}, p = {joint['p_value']:.2g}"})
+    e = (estimated or {}).get(m)
+    if e and not untrusted:
+        floor = max(rules['alert_min_metric'], -np.inf if holdout is None else holdout - rules['alert_max_decay'])
+        if e['high'] < floor:
+            out.append({'kind': 'performance_estimate', 'rule': f"estimated {m} at least {floor:.4f} (alert_min_metric, or the holdout "
+                        f"value less alert_max_decay)", 'detail': f"estimated {m} {e['value']:.4f} [{e['low']:.4f}, {e['high']:.4f}], labels not in"})
     return out
 
 # %% ../nbs/62_alerts.ipynb #a91914dd

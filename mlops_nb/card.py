@@ -9,7 +9,7 @@ from .core import shown_commit
 from .evaluate import MAIN_METRIC
 
 # %% auto #0
-__all__ = ['card_summary', 'model_card']
+__all__ = ['card_summary', 'estimator_lines', 'model_card']
 
 # %% ../nbs/35_card.ipynb #4f047825
 def _table(rows:list[dict], cols:list[str])->list[str]:
@@ -26,6 +26,19 @@ def card_summary(facts:dict # what `model_card` takes
             f"({m} {score:.4f} on {facts['compared_on']}). Trained on {facts['training']['rows']:,} rows ({facts['training']['window']}), "
             f"data {facts['training']['digest'][:12]}, commit {shown_commit(facts['lineage'].get('mlops_nb.git_commit'))[:12]}."
             + ''.join(f"\nRefused: {c['reason']}" for c in g['checks'] if not c['passed']))
+
+# %% ../nbs/35_card.ipynb #d9d7d2e7
+def estimator_lines(e:dict|None # the estimator's record: method, errors, estimate_error, rows
+                   )->list[str]:
+    "The card's section on how monitoring estimates this version's metrics before labels arrive; none for a version without one."
+    if not e: return []
+    errors = ', '.join(f"{m} {v}" for m, v in e['errors'].items())
+    misses = ', '.join(f"{m} {v}" for m, v in e['estimate_error'].items())
+    return ['## Performance before labels', '',
+            f"Monitoring estimates this version's metrics on batches whose labels have not arrived (confidence-based performance estimation), "
+            f"from its scores mapped to probabilities by the `{e['method']}` calibration learned on {e['rows']:,} holdout rows (calibration error "
+            f"on held-back folds: {errors}). On those folds the estimate missed the realised value by, on average: {misses}. It assumes the "
+            "relation between inputs and label has not changed, and batches inside the reference's support (monitoring says when they are not).", '']
 
 # %% ../nbs/35_card.ipynb #af16499d
 def model_card(facts:dict, # model, version, task, target, features, training, scores, compared_on, slices, behaviour, gate, lineage, trigger
@@ -51,6 +64,7 @@ def model_card(facts:dict, # model, version, task, target, features, training, s
              f"Worst slices ({m}, challenger then champion):", '', *_table(worst, ['slice', 'rows', 'challenger', 'champion']), '',
              '## Behavioural checks', '', *_table(facts['behaviour'], ['check', 'passed', 'detail']), '',
              '## Leakage', '', *([f"- {f}" for f in facts['leakage']] or ['No feature, linear combination or indispensable feature reproduces the target.']), '',
+             *estimator_lines(facts.get('estimator')),
              '## Known limitations', '', *([f"- {r}" for r in limits] or ['The gate found none; monitoring may find some later (`mlops-nb monitoring`).']), '',
              '## Lineage', '', *_table([{'link': k.removeprefix('mlops_nb.'), 'value': v} for k, v in sorted(facts['lineage'].items())], ['link', 'value'])]
     return '\n'.join(lines) + '\n'

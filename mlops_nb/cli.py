@@ -4,7 +4,7 @@
 
 # %% ../nbs/99_cli.ipynb #e9a8d9c0
 from __future__ import annotations
-import argparse, ast, importlib.util, io, os, sys, tokenize
+import argparse, ast, contextlib, importlib.util, io, json, math, os, sys, tokenize
 from pathlib import Path
 
 import polars as pl
@@ -17,8 +17,9 @@ from .report import diff_markdown, diff_table, quarantine_line, run_diff
 __all__ = ['GROUPS', 'summary_table', 'arg_docs', 'option', 'at_least_one', 'share', 'show', 'explain', 'main', 'init_command',
            'add_init', 'run_command', 'add_run', 'versions_command', 'card_command', 'move_command', 'lineage_command',
            'reproduce_command', 'add_registry', 'score_command', 'serve_command', 'package_command', 'deployed_command',
-           'add_deployment', 'monitoring_command', 'traffic_command', 'monitor_command', 'add_monitoring', 'find_run',
-           'diff_command', 'scorecard_command', 'readme_command', 'docs_command', 'add_reports', 'parser', 'commands']
+           'add_deployment', 'monitoring_command', 'traffic_command', 'as_json', 'show_batch', 'monitor_command',
+           'add_monitoring', 'find_run', 'diff_command', 'scorecard_command', 'readme_command', 'docs_command',
+           'add_reports', 'parser', 'commands']
 
 # %% ../nbs/99_cli.ipynb #7ffd2bb4
 def summary_table(manifest:dict # a run's manifest
@@ -303,12 +304,17 @@ def monitoring_command(args)->int:
     from mlops_nb import monitor
     _, cfg = _registry(args)
     history = monitor.monitoring_history(cfg)
-    keep = [c for c in ('at', 'source', 'batch', 'version', 'rows', 'labelled', 'drifted', 'roc_auc', 'r2', 'alerts', 'retrained', 'run_id')
+    if args.json:
+        print(as_json({'model': cfg['mlflow']['model_name'], 'batches': [monitor.history_document(r) for r in history.iter_rows(named=True)]}))
+        return 0
+    keep = [c for c in ('at', 'source', 'batch', 'version', 'rows', 'labelled', 'drifted', 'estimated_roc_auc', 'estimated_roc_auc_low',
+                        'estimated_roc_auc_high', 'roc_auc', 'r2', 'alerts', 'retrained', 'run_id')
             if c in history.columns]
     print(show(history.select(keep).with_columns(pl.col('retrained').cast(pl.String)) if 'retrained' in keep else history.select(keep))
           if history.height else f"nothing monitored yet for {cfg['mlflow']['model_name']}")
     return 0
 
+# %% ../nbs/99_cli.ipynb #26f41deb
 def traffic_command(args, cfg)->int:
     "`mlops-nb monitor LABELS --traffic`: the champion and a second alias on logged traffic; 3 unless the second holds up."
     from mlops_nb.traffic import monitor_traffic
@@ -318,17 +324,23 @@ def traffic_command(args, cfg)->int:
     print(f"record: {Path(cfg['paths']['runs'])/t['run_id']}")
     return 0 if t['passed'] else 3
 
-def monitor_command(args)->int:
-    "`mlops-nb monitor FILE`: drift, data quality, performance and alerts of a batch; 3 when an alert fired."
-    from mlops_nb import monitor
-    _, cfg = _registry(args)
-    if args.traffic: return traffic_command(args, cfg)
-    with run_lock(Path(cfg['paths']['runs']), f'monitor-{new_run_id()}', wait=True):
-        r = monitor.monitor_file(cfg, args.source, args.labels, args.retrain, args.param, args.engine)
-    print(f"{r['source']}: {r['accepted']} rows monitored, {r['quarantined']} quarantined, against {r['model']} v{r['version']} "
+# %% ../nbs/99_cli.ipynb #f8f7087a
+def as_json(doc)->str:
+    "`doc` as JSON that any reader takes: NaN and infinities written as null."
+    clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else {k: clean(x) for k, x in v.items()} if isinstance(v, dict) \
+                      else [clean(x) for x in v] if isinstance(v, (list, tuple)) else v
+    return json.dumps(clean(doc), default=str)
+
+# %% ../nbs/99_cli.ipynb #77951dd3
+def show_batch(r:dict, cfg:dict):
+    "Print what monitoring one batch found: drift, performance estimated and realised, retraining."
+    print(f"{r['batch']}: {r['accepted']} rows monitored, {r['quarantined']} quarantined, against {r['model']} v{r['version']} "
           f"({r['engine']} engine, {r['backend']} backend)")
     if r.get('nothing_to_monitor'): print(r['nothing_to_monitor'])
     else: print(show(pl.DataFrame(r['drift']).select('column', 'test', 'p_adjusted', 'psi', 'unseen', 'null_rate_reference', 'null_rate_batch', 'drifted')))
+    if r.get('estimated'):
+        print('estimated without labels: ' + ', '.join(f"{k} {v['value']:.4f} [{v['low']:.4f}, {v['high']:.4f}]" for k, v in r['estimated'].items()))
+        for why in r.get('estimate_untrusted', []): print(f"  not to be trusted: {why}")
     perf = r['performance'] or {}
     if perf.get('too_few_rows') or perf.get('undefined'): print(f"performance: {perf.get('too_few_rows') or perf.get('undefined')}")
     elif perf: print(show(pl.DataFrame([perf])))
@@ -337,6 +349,26 @@ def monitor_command(args)->int:
         t = r['retraining']
         print(f"retrained: v{t['version']} {'promoted to champion' if t['promoted'] else 'refused by the gate: ' + '; '.join(t['refused'])}")
     print(f"record: {Path(cfg['paths']['runs'])/r['run_id']}")
+
+# %% ../nbs/99_cli.ipynb #5a743f38
+def monitor_command(args)->int:
+    "`mlops-nb monitor FILE`: drift, data quality, performance (estimated, and realised once labels are in) and alerts of each batch; 3 on an alert."
+    from mlops_nb import monitor
+    _, cfg = _registry(args)
+    if args.traffic: return traffic_command(args, cfg)
+    with run_lock(Path(cfg['paths']['runs']), f'monitor-{new_run_id()}', wait=True), \
+         contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # with --json, stdout holds the document alone
+        r = monitor.monitor_windows(cfg, args.source, args.labels, args.retrain, args.param, args.engine)
+    docs = [monitor.batch_document(b) for b in r['batches']]
+    if args.json: print(as_json({'source': r['source'], 'model': r['model'], 'batches': docs}))
+    else:
+        for b in r['batches']: show_batch(b, cfg)
+        if len(docs) > 1:
+            m = next(iter(docs[0]['estimated']), None)
+            print(show(pl.DataFrame([{'batch': d['name'], 'rows': d['rows'], 'quarantined': d['quarantined'], 'drifted': len(d['drifted']),
+                                      **({f'estimated {m}': d['estimated'][m]['value'], 'low': d['estimated'][m]['low'], 'high': d['estimated'][m]['high'],
+                                          f'realised {m}': d['realised'].get(m)} if m else {}), 'alerts': ', '.join(a['kind'] for a in d['alerts'])}
+                                     for d in docs])))
     return 3 if r['alerts'] else 0
 
 # %% ../nbs/99_cli.ipynb #aea35d61
@@ -347,14 +379,16 @@ def add_monitoring(sub):
     option(monitor, 'source', doc=doc['source'])
     option(monitor, '--labels', doc=doc['labels'])
     option(monitor, '--retrain', doc=doc['allow_retrain'], action='store_true')
+    option(monitor, '--json', doc='print one JSON document: each batch with its rows, estimated and realised metrics, and alerts', action='store_true')
     option(monitor, '--traffic', doc='SOURCE holds labels: compare the champion and --second on the requests the service logged; exit 3 unless '
            'the second holds up', action='store_true')
     option(monitor, '--second', doc=f"with --traffic: {arg_docs('traffic', 'monitor_traffic')['second']}", default='challenger')
     option(monitor, '-p', '--param', doc=f"{doc['overrides']}; repeatable", action='append', default=[], metavar='[STAGE.]NAME=VALUE')
     option(monitor, '--engine', doc=doc['engine'], choices=ENGINES)
     monitor.set_defaults(func=monitor_command)
-    sub.add_parser('monitoring', help='the monitoring history: every monitored batch, its drift, performance, alerts and retraining'
-                  ).set_defaults(func=monitoring_command)
+    history = sub.add_parser('monitoring', help='the monitoring history: every monitored batch, its drift, performance, alerts and retraining')
+    option(history, '--json', doc='print one JSON document: each batch with its rows, estimated and realised metrics, and alerts', action='store_true')
+    history.set_defaults(func=monitoring_command)
 
 # %% ../nbs/99_cli.ipynb #2cf6aad4
 def find_run(runs:list[str], # run ids, newest first

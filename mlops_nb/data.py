@@ -20,7 +20,7 @@ __all__ = ['TARGET', 'TIME_COLUMN', 'ID_COLUMN', 'CATEGORICAL', 'NUMERIC', 'KNOW
            'DataSourceError', 'source_files', 'diagnose_csv', 'check_csv_lines', 'unnamed', 'as_plain_text',
            'scan_source', 'collect', 'time_from_parts', 'column_roles', 'counts_rows', 'row_index_columns',
            'shuffled_position', 'rows_per_batch', 'batch_key', 'profile', 'with_time', 'open_batch', 'reading',
-           'read_batch', 'positive_class', 'contract_settings', 'unusable', 'data_stage', 'model_outputs',
+           'read_batch', 'positive_class', 'contract_settings', 'time_expr', 'unusable', 'data_stage', 'model_outputs',
            'order_problem', 'propose_config', 'init_config']
 
 # %% ../nbs/10_data.ipynb #805c7823
@@ -383,6 +383,15 @@ def _time_format(name:str, sample:pl.Series, declared:str|None, notes:list)->str
                               "time_format to how they are written, in strftime codes (such as \"%d/%m/%Y %H:%M\"), or epoch_s / epoch_ms")
     return fmt
 
+def time_expr(name:str, # the time column
+              fmt:str|None, # how it is written: strftime codes, epoch_s or epoch_ms; None lets polars infer it
+              dtype:str='Datetime', # Date or Datetime
+              text:bool=True, # whether the column holds text
+             )->pl.Expr:
+    "The time column parsed: from text in its format, from seconds or milliseconds since 1970, or as it is."
+    if fmt in EPOCHS: return pl.from_epoch(pl.col(name).cast(pl.String).str.strip_chars().cast(pl.Float64).cast(pl.Int64), EPOCHS[fmt])
+    return parse_as(pl.col(name), dtype, fmt or None) if text else pl.col(name)
+
 def _time_expr(lf, roles, contract, files, p, notes)->tuple:
     "The parsed time column and the format it is written in."
     if not roles['time']: return None, None
@@ -390,10 +399,8 @@ def _time_expr(lf, roles, contract, files, p, notes)->tuple:
     sample = collect(lf.select(name).drop_nulls().head(10_000), files, p['separator'])[name]
     if sample.len() == 0: raise DataSourceError(f"time column '{name}' has no values: every row would be quarantined")
     fmt = _time_format(name, sample, p['time_format'] or ((contract or {}).get('columns', {}).get(name, {}).get('format')), notes)
-    if fmt in EPOCHS: return pl.from_epoch(pl.col(name).cast(pl.String).str.strip_chars().cast(pl.Float64).cast(pl.Int64), EPOCHS[fmt]), fmt
-    if sample.dtype != pl.String: return pl.col(name), fmt
     dtype = contract['columns'][name]['dtype'] if contract and contract['columns'][name]['dtype'] in ('Date', 'Datetime') else 'Datetime'
-    return parse_as(pl.col(name), dtype, fmt or None), fmt
+    return time_expr(name, fmt, dtype, sample.dtype == pl.String), fmt
 
 def _shuffled(p:dict, roles:dict)->bool:
     "Whether batches are blocks of shuffled rows, after checking `row_order`."

@@ -16,12 +16,14 @@ from sklearn.metrics import (average_precision_score, brier_score_loss, f1_score
                              roc_auc_score, root_mean_squared_error)
 
 from .core import StageContext
+from .estimate import fit_calibration
 from .train import TRAINING_DATA, labelled, predict, predictions_digest, run_artifact, score, use_mlflow
 
 # %% auto #0
-__all__ = ['MAIN_METRIC', 'PROPER_SCORES', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks', 'champion_version',
-           'row_keys', 'training_keys', 'rows_learned', 'monitoring_experiment', 'monitored_batches', 'newer_labelled',
-           'own_features', 'compare', 'comparable', 'GateRules', 'gate', 'gate_verdict', 'evaluate_stage']
+__all__ = ['MAIN_METRIC', 'PROPER_SCORES', 'ESTIMATOR', 'metrics', 'slice_keys', 'slice_metrics', 'behaviour_checks',
+           'champion_version', 'row_keys', 'training_keys', 'rows_learned', 'monitoring_experiment',
+           'monitored_batches', 'newer_labelled', 'own_features', 'compare', 'comparable', 'GateRules', 'gate',
+           'gate_verdict', 'log_estimator', 'evaluate_stage']
 
 # %% ../nbs/30_evaluate.ipynb #4928ac82
 MAIN_METRIC = {'classification': 'roc_auc', 'regression': 'r2'}
@@ -286,6 +288,20 @@ def _compared(cfg:dict, data:dict, schema:dict, holdout_df:pl.DataFrame, champ, 
                         f"({'; '.join(refused[:4]) or 'no newer batch at all'}); monitor a newer labelled batch "
                         "(mlops-nb monitor FILE --labels LABELS) and run again, or promote by hand (mlops-nb promote)")
 
+# %% ../nbs/30_evaluate.ipynb #86804850
+ESTIMATOR = 'performance_estimator.json'
+
+def log_estimator(task:str, # classification or regression
+                  y:np.ndarray, # labels of rows the model never learned from
+                  pred:np.ndarray, # its scores on them
+                  threshold:float=0.5, # the decision threshold
+                 )->dict|None:
+    "Learn how the model's scores estimate its metrics (classification), store it in the active MLflow run; what the card says of it."
+    if task != 'classification' or len(np.unique(y)) < 2: return None
+    cal = fit_calibration(y, pred, threshold)
+    mlflow.log_dict(cal.to_dict(), ESTIMATOR)
+    return {k: v for k, v in cal.to_dict().items() if k != 'params'}
+
 # %% ../nbs/30_evaluate.ipynb #53f8378d
 def evaluate_stage(ctx:StageContext # where the stage runs, with the gate's thresholds declared below
                   )->dict:
@@ -316,13 +332,14 @@ def evaluate_stage(ctx:StageContext # where the stage runs, with the gate's thre
     verdict['passed'] = all(c['passed'] for c in verdict['checks'])
     with mlflow.start_run(run_id=model_info['mlflow_run_id']):
         mlflow.log_metrics({f'holdout_{k}': v for k, v in scores['challenger'].items()})
+        estimator = log_estimator(task, on_holdout['y'], on_holdout['pred'], p['threshold'])
     name, compared = ctx.cfg['mlflow']['model_name'], str(champ.version) if champ else None
     return {'inputs': {'holdout': holdout['digest'], 'model': model_info['uri'],
                        'champion': {'model': name, 'alias': 'champion', 'version': compared, 'own_model': model_info['uri']}},
             'outputs': {'holdout_predictions_digest': predictions_digest(on_holdout['pred']),
                         'gate': {'passed': verdict['passed'], 'champion': compared}},
             'task': task, 'scores': scores, 'slices': comparison['slices'].to_dicts(), 'behaviour': on_holdout['behaviour'],
-            'champion_version': champ.version if champ else None, 'gate': verdict,
+            'champion_version': champ.version if champ else None, 'gate': verdict, 'estimator': estimator,
             'comparison': {'on': where, 'rows': comparison['rows'] if where else 0, 'note': note,
                            'scores': comparison['scores'] if where and champ else None},
             'curve': {'y': on_holdout['y'][:5000].tolist(), 'pred': np.round(on_holdout['pred'][:5000], 6).tolist()},

@@ -15,12 +15,13 @@ import polars as pl
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
-from .alerts import check_alerts, send_alerts
+from .alerts import check_alerts, send_alerts, unlabelled_alerts
 from .contract import DataContractError, parse_as
 from .core import StageContext, engine_name, environment_info, git_state, new_run_id, resolve_params, write_json
 from .deploy import spark_engine
-from .data import collect, open_batch, read_batch, reading
+from .data import batch_key, collect, open_batch, read_batch, reading, time_expr, with_time
 from .drift import batch_summary, drift_table, multivariate_drift, row_sample
+from .estimate import Calibration, estimate, outside_reference, outside_support, score_counts
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys
 from .register import VersionBundle, add_findings, alias_version, register_version, version_bundle
 from .retrain import retrain, should_retrain
@@ -29,7 +30,8 @@ from .train import labelled, predict, run_artifact, use_mlflow
 # %% auto #0
 __all__ = ['join_labels', 'bootstrap_auc', 'bootstrap_r2', 'performance', 'batch_evidence', 'judge_batch', 'monitor_batch',
            'history_path', 'log_monitoring', 'monitoring_history', 'read_labels', 'gather', 'monitor_file',
-           'replay_config', 'weighted_mean', 'monitor_stage', 'plot_timeline']
+           'window_parts', 'monitor_windows', 'batch_document', 'history_document', 'replay_config', 'weighted_mean',
+           'monitor_stage', 'plot_timeline']
 
 # %% ../nbs/65_monitor.ipynb #a4f0e387
 def join_labels(predictions:pl.DataFrame, # logged predictions: `id_column`, `prediction`, …
@@ -94,15 +96,17 @@ def batch_evidence(df:pl.DataFrame, # the batch's accepted rows
                    schema:dict, # the data record's schema
                    labels:pl.DataFrame|None=None, # arrived labels (id, target); None takes them from `df` when it has the target
                   )->dict:
-    "What monitoring needs from a batch: its rows, the drift summary with the predictions, a row sample, and the labelled predictions."
+    "What monitoring needs from a batch: its rows, the drift summary with the predictions, a row sample, the labelled predictions, score counts."
     if df.height == 0: return {'rows': 0}
     pred = predict(model, df.select(*schema['categorical'], *schema['numeric']).to_pandas())
     if labels is None and schema['target'] in df.columns: labels = df.select(schema['id'], schema['target'])
     joined, counts = join_labels(df.select(schema['id']).with_columns(pl.Series('prediction', pred)), labels, schema['id'], schema['target']) \
                      if labels is not None else (None, None)
     return {'rows': df.height, 'summary': batch_summary(reference, df, pred), 'sample': row_sample(df, len(next(iter(reference['rows'].values())))),
-            'labels': counts, 'labelled': None if joined is None else joined.select(schema['target'], 'prediction')}
+            'labels': counts, 'labelled': None if joined is None else joined.select(schema['target'], 'prediction'),
+            'score_counts': score_counts(pred) if schema['task'] == 'classification' else None}
 
+# %% ../nbs/65_monitor.ipynb #ea0ef053
 def _empty(name:str, holdout:float|None, p:dict, task:str, quarantine:dict|None)->dict:
     "The record of a batch with no rows left to monitor."
     why = 'the batch has no rows' if not quarantine or not quarantine['of'] else \
@@ -111,6 +115,14 @@ def _empty(name:str, holdout:float|None, p:dict, task:str, quarantine:dict|None)
             'performance': None, 'holdout': holdout, 'alerts': check_alerts(None, None, holdout, p, task, 0, quarantine), 'drifted': [],
             'prediction_drifted': False}
 
+# %% ../nbs/65_monitor.ipynb #abd41ea5
+def _estimated(evidence:dict, reference:dict, calibration:dict|None)->tuple[dict|None, list]:
+    "The batch's metrics estimated from its score counts, and why not to trust them; `(None, [])` without a calibration."
+    if not calibration or evidence.get('score_counts') is None: return None, []
+    cal = Calibration(**calibration)
+    return estimate(cal, evidence['score_counts']), outside_support(cal, evidence['score_counts'], outside_reference(reference, evidence['summary']))
+
+# %% ../nbs/65_monitor.ipynb #6cdb0adc
 def judge_batch(name:str, # the batch's name, such as 2013-07
                 evidence:dict, # from `batch_evidence`
                 reference:dict, # the serving model's drift reference
@@ -118,8 +130,9 @@ def judge_batch(name:str, # the batch's name, such as 2013-07
                 schema:dict, # the data record's schema
                 p:dict, # the stage's parameters
                 quarantine:dict|None=None, # what the contract held back: `rows`, `of`, `limit`, `reasons`
+                calibration:dict|None=None, # the version's calibration, to estimate its metrics before labels arrive
                )->dict:
-    "Drift, data quality, performance and alerts of one batch, from its evidence; the record."
+    "Drift, data quality, performance (estimated and, once labels are in, realised) and alerts of one batch, from its evidence; the record."
     task, rows = schema['task'], evidence['rows']
     if rows == 0: return _empty(name, holdout, p, task, quarantine)
     table = drift_table(reference, evidence['summary'], p['alpha'], p['min_psi'], p['backend'])
@@ -130,11 +143,14 @@ def judge_batch(name:str, # the batch's name, such as 2013-07
         y = labelled[schema['target']]
         y = (y == schema['positive_class']).cast(pl.Int8).to_numpy() if task == 'classification' else y.cast(pl.Float64).to_numpy()
         perf = performance(task, y, labelled['prediction'].to_numpy(), p['bootstrap'], min_rows=p['min_rows'])
-    alerts = check_alerts(table, perf, holdout, p, task, rows, quarantine)
+    estimated, untrusted = _estimated(evidence, reference, calibration)
+    alerts = check_alerts(table, perf, holdout, p, task, rows, quarantine) + unlabelled_alerts(joint, estimated, untrusted, holdout, p, task)
     return {'batch': name, 'rows': rows, 'drift': table.to_dicts(), 'multivariate': joint, 'labels': evidence['labels'], 'performance': perf,
+            'estimated': estimated, 'estimate_untrusted': untrusted,
             'holdout': holdout, 'alerts': alerts, 'drifted': table.filter((pl.col('role') == 'feature') & pl.col('drifted'))['column'].to_list(),
             'prediction_drifted': bool(table.filter(pl.col('role') == 'prediction')['drifted'].any())}
 
+# %% ../nbs/65_monitor.ipynb #ee3d7ac6
 def monitor_batch(name:str, # the batch's name, such as 2013-07
                   df:pl.DataFrame, # the batch's accepted rows
                   model, # the serving model
@@ -144,9 +160,10 @@ def monitor_batch(name:str, # the batch's name, such as 2013-07
                   p:dict, # the stage's parameters
                   labels:pl.DataFrame|None=None, # arrived labels (id, target); None takes them from `df` when it has the target
                   quarantine:dict|None=None, # what the contract held back: `rows`, `of`, `limit`, `reasons`
+                  calibration:dict|None=None, # the version's calibration, to estimate its metrics before labels arrive
                  )->dict:
     "Drift, data quality, performance and alerts of one batch in memory; the record."
-    return judge_batch(name, batch_evidence(df, model, reference, schema, labels), reference, holdout, schema, p, quarantine)
+    return judge_batch(name, batch_evidence(df, model, reference, schema, labels), reference, holdout, schema, p, quarantine, calibration)
 
 # %% ../nbs/65_monitor.ipynb #0aaba09a
 def history_path(cfg:dict)->Path: return Path(cfg['paths']['runs'])/'monitoring.jsonl'
@@ -161,8 +178,9 @@ def log_monitoring(cfg:dict, # project configuration
             'mlops_nb.drifted': ','.join(entry['drifted']), 'mlops_nb.champion_created': str(entry['champion_created']),
             'mlops_nb.retrained': json.dumps(entry['retrained'])}
     with mlflow.start_run(experiment_id=use_mlflow(cfg, monitoring_experiment(cfg)), run_name=f"monitor-{entry['batch']}", tags=tags) as run:
-        mlflow.log_metrics({k: v for k, v in (('rows', entry['rows']), ('drifted', len(entry['drifted'])), (entry['metric'], entry['value']))
-                            if v is not None})
+        e = {f"estimated_{entry['metric']}{s}": v for s, v in zip(('', '_low', '_high'), (entry.get('estimated') or {}).values())}
+        mlflow.log_metrics({k: v for k, v in (('rows', entry['rows']), ('drifted', len(entry['drifted'])), (entry['metric'], entry['value']), *e.items())
+                            if v is not None and v == v})
         mlflow.log_dict(entry, 'entry.json')
         if batch is not None and entry['labelled']:
             with tempfile.TemporaryDirectory() as d:
@@ -177,7 +195,9 @@ def monitoring_history(cfg:dict)->pl.DataFrame:
     rows = [{'at': datetime.fromtimestamp(r.info.start_time / 1000, timezone.utc).isoformat(timespec='seconds'), 'source': r.data.tags.get('mlops_nb.source'),
              'batch': r.data.tags.get('mlops_nb.batch'), 'version': r.data.tags.get('mlops_nb.version'), 'rows': int(r.data.metrics.get('rows', 0)),
              'labelled': r.data.tags.get('mlops_nb.labelled') == 'True', 'drifted': r.data.tags.get('mlops_nb.drifted', ''),
-             **{k: r.data.metrics.get(k) for k in ('roc_auc', 'r2') if k in r.data.metrics}, 'alerts': r.data.tags.get('mlops_nb.alerts', ''),
+             **{k: r.data.metrics.get(k) for k in ('roc_auc', 'r2') if k in r.data.metrics},
+             **{k: r.data.metrics.get(k) for k in ('estimated_roc_auc', 'estimated_roc_auc_low', 'estimated_roc_auc_high')},
+             'alerts': r.data.tags.get('mlops_nb.alerts', ''),
              'retrained': json.loads(r.data.tags.get('mlops_nb.retrained', 'null')), 'run_id': r.data.tags.get('mlops_nb.run_id')}
             for r in reversed(monitored_batches(cfg, labelled_only=False))]
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
@@ -244,7 +264,7 @@ def monitor_file(cfg:dict, # project configuration
     ctx = StageContext('monitor', cfg, run_id, Path(cfg['paths']['runs'])/run_id, p, {})
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     held = {'rows': v.quarantined.height, 'of': v.rows_read, 'limit': contract['dataset'].get('max_quarantined_share', 0.01), 'reasons': v.reasons}
-    rec = judge_batch(name, evidence, champ.reference, champ.holdout, schema, p, held)
+    rec = judge_batch(name, evidence, champ.reference, champ.holdout, schema, p, held, champ.calibration)
     quarantine = ctx.snapshot(v.quarantined) if v.quarantined.height else None
     alerts = [{**a, 'batch': name, 'model': champ.name, 'version': champ.version, 'run_id': run_id} for a in rec['alerts']]
     record = {**rec, 'alerts': alerts, 'source': source, 'accepted': v.rows_read - v.quarantined.height, 'quarantined': v.quarantined.height,
@@ -270,10 +290,73 @@ def monitor_file(cfg:dict, # project configuration
     log_monitoring(cfg, {'at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'run_id': run_id, 'source': 'command', 'batch': name,
                          'model': champ.name, 'version': champ.version, 'backend': p['backend'], 'rows': rec['rows'],
                          'labelled': (rec['performance'] or {}).get(m) is not None, 'drifted': rec['drifted'], 'alerts': [a['kind'] for a in alerts],
-                         'metric': m, 'value': (rec['performance'] or {}).get(m), 'champion_created': champ.created,
+                         'metric': m, 'value': (rec['performance'] or {}).get(m), 'estimated': (rec.get('estimated') or {}).get(m),
+                         'champion_created': champ.created,
                          'retrained': {'version': retrained['version'], 'promoted': retrained['promoted']} if 'version' in retrained else None},
                    batch)
     return record
+
+# %% ../nbs/65_monitor.ipynb #03101d61
+def window_parts(cfg:dict, # project configuration
+                 source:str, # the batch: a CSV, Parquet or NDJSON file or glob, relative to the project
+                 contract:dict, # the champion's contract: which column is the time, and how it is written
+                 folder:Path, # where the parts go
+                )->list[str]:
+    "The file split by the project's window (or into `batch_rows` blocks without a time), as Parquet parts; the file itself if one window."
+    p, ds = resolve_params(cfg, stages=['data'])['data'], contract['dataset']
+    how = reading(cfg)
+    lf, _, files = open_batch(source, cfg['root'], how['separator'], how['null_values'])
+    lf, time = with_time(lf, contract), ds.get('time_column')
+    names = lf.collect_schema().names()
+    if time and time in names and p['window'] != 'rows':
+        spec = contract['columns'].get(time, {})
+        dtype = spec['dtype'] if spec.get('dtype') in ('Date', 'Datetime') else 'Datetime'
+        key = batch_key(time_expr(time, spec.get('format'), dtype, lf.collect_schema()[time] == pl.String), p['window'])
+    elif p['window'] == 'rows' and p['batch_rows'] > 0: key = pl.format('rows-{}', (pl.col('source_row') // p['batch_rows']).cast(pl.String).str.zfill(6))
+    else: return [source]
+    df = collect(lf.with_columns(key.fill_null('no-time').alias('_window')), files, how['separator'])
+    windows = df['_window'].unique().sort().to_list()
+    if len(windows) == 1: return [source]
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = files[0].stem if len(files) == 1 else 'batch'
+    for w in windows: df.filter(pl.col('_window') == w).drop('_window', 'source_row').write_parquet(folder/f'{stem}-{w}.parquet')
+    return [str(folder/f'{stem}-{w}.parquet') for w in windows]
+
+# %% ../nbs/65_monitor.ipynb #9d6ab337
+def monitor_windows(cfg:dict, # project configuration
+                    source:str, # the batch file: a CSV, Parquet or NDJSON file or glob, relative to the project
+                    labels:str|None=None, # a file of arrived labels (id and target), if not in the batch itself
+                    allow_retrain:bool=False, # let an alert retrain, through the gate
+                    overrides:list[str]=(), # parameter overrides, NAME=VALUE (monitor stage) or STAGE.NAME=VALUE
+                    engine:str|None=None, # polars or spark: what reads, checks and summarises each batch; `[engine] name` by default
+                   )->dict:
+    "Monitor a file batch by batch, split by the project's window; each batch's record, in time order, and what the file showed in all."
+    champ = version_bundle(cfg, 'champion', load=False)
+    if champ.contract is None: raise LookupError(f"{champ.name} v{champ.version} has no data contract, and the project has none: run `mlops-nb run` first")
+    parts = window_parts(cfg, source, champ.contract, Path(cfg['paths']['runs'])/'monitor-parts'/new_run_id())
+    batches = [monitor_file(cfg, part, labels, allow_retrain, overrides, engine) for part in parts]
+    return {'source': source, 'model': champ.name, 'batches': batches, 'alerts': [a for b in batches for a in b['alerts']],
+            'rows': sum(b['accepted'] for b in batches), 'quarantined': sum(b['quarantined'] for b in batches)}
+
+# %% ../nbs/65_monitor.ipynb #356ea823
+def batch_document(record:dict, # a batch's record, from `monitor_file`
+                  )->dict:
+    "What scripts and dashboards read of a batch: its name, rows, estimated and realised metrics, alerts, and why an estimate is untrusted."
+    perf = record.get('performance') or {}
+    realised = {k: v for k, v in perf.items() if isinstance(v, float) and not k.endswith(('_low', '_high'))}
+    return {'name': record['batch'], 'rows': record['rows'], 'quarantined': record.get('quarantined', 0), 'version': record.get('version'),
+            'estimated': record.get('estimated') or {}, 'realised': realised, 'labelled_rows': perf.get('rows', 0),
+            'estimate_untrusted': record.get('estimate_untrusted', []), 'drifted': record.get('drifted', []),
+            'alerts': [{k: a[k] for k in ('kind', 'rule', 'detail')} for a in record['alerts']], 'run_id': record.get('run_id')}
+
+def history_document(row:dict, # a row of `monitoring_history`
+                    )->dict:
+    "A monitored batch of the history as `batch_document` gives it: estimated and realised metrics, and its alerts' kinds."
+    estimated = {'roc_auc': {k: row[f"estimated_roc_auc{s}"] for k, s in (('value', ''), ('low', '_low'), ('high', '_high'))}} \
+                if row.get('estimated_roc_auc') is not None else {}
+    return {'name': row['batch'], 'rows': row['rows'], 'version': row['version'], 'estimated': estimated,
+            'realised': {m: row[m] for m in ('roc_auc', 'r2') if row.get(m) is not None}, 'drifted': [d for d in (row['drifted'] or '').split(',') if d],
+            'alerts': [{'kind': k} for k in (row['alerts'] or '').split(',') if k], 'at': row['at'], 'source': row['source'], 'run_id': row['run_id']}
 
 # %% ../nbs/65_monitor.ipynb #2717f2f4
 def replay_config(cfg:dict, # project configuration
@@ -292,6 +375,7 @@ def _timeline_row(rec:dict, version, never:dict|None, retrained:dict|None, m:str
     return {'batch': rec['batch'], 'version': str(version), 'rows': rec['rows'], 'drifted': len(rec['drifted']), 'drifted_columns': ', '.join(rec['drifted']),
             'prediction_drift': rec['prediction_drifted'], 'multivariate_auc': (rec['multivariate'] or {}).get('auc'),
             m: perf.get(m), f'{m}_low': perf.get(f'{m}_low'), f'{m}_high': perf.get(f'{m}_high'), 'labelled_rows': perf.get('rows', 0),
+            **{f'estimated_{m}{s}': ((rec.get('estimated') or {}).get(m) or {}).get(k) for s, k in (('', 'value'), ('_low', 'low'), ('_high', 'high'))},
             f'never_retrained_{m}': (never or {}).get(m), 'alerts': ', '.join(sorted({a['kind'] for a in rec['alerts']})), 'retraining': verdict}
 
 def weighted_mean(rows:list[dict], key:str, weight:str='labelled_rows')->float|None:
@@ -332,7 +416,7 @@ def monitor_stage(ctx:StageContext # where the stage runs, with the parameters d
     last, batches, timeline, retrains, deliveries = None, [], [], [], []
     for i, b in enumerate(data['outputs']['batches']):
         df = pl.read_parquet(b['path'])
-        rec = monitor_batch(b['name'], df, current.model, current.reference, current.holdout, schema, p)
+        rec = monitor_batch(b['name'], df, current.model, current.reference, current.holdout, schema, p, calibration=current.calibration)
         X, y = labelled(df, schema)
         never = performance(task, y, predict(first.model, X), p['bootstrap'], min_rows=p['min_rows']) if len(y) else None
         alerts = [{**a, 'batch': b['name'], 'model': sim['mlflow']['model_name'], 'version': current.version, 'run_id': ctx.run_id} for a in rec['alerts']]
@@ -371,7 +455,7 @@ def plot_timeline(timeline:list[dict], # the stage record's timeline
                   metric:str, # the main metric's name
                   path:Path|str, # where to write the PNG
                  )->Path:
-    "Draw retrained vs never retrained, batch by batch, to a PNG."
+    "Draw realised performance (retrained, never retrained) against the estimate made before labels, batch by batch, to a PNG."
     fig = Figure(figsize=(9, 4.2), dpi=110)
     ax = fig.add_subplot()
     x = list(range(len(timeline)))
@@ -379,6 +463,11 @@ def plot_timeline(timeline:list[dict], # the stage record's timeline
     ax.fill_between(ok, [timeline[i][f'{metric}_low'] for i in ok], [timeline[i][f'{metric}_high'] for i in ok], alpha=.2, color='tab:blue', label='95% interval')
     ax.plot(ok, [timeline[i][metric] for i in ok], 'o-', color='tab:blue', label='monitored and retrained on alerts')
     ax.plot(ok, [timeline[i][f'never_retrained_{metric}'] for i in ok], 's--', color='tab:gray', label='never retrained')
+    est = [i for i in x if timeline[i].get(f'estimated_{metric}') is not None]
+    if est:
+        ax.fill_between(est, [timeline[i][f'estimated_{metric}_low'] for i in est], [timeline[i][f'estimated_{metric}_high'] for i in est],
+                        alpha=.15, color='tab:orange', label='estimated before labels (95% band)')
+        ax.plot(est, [timeline[i][f'estimated_{metric}'] for i in est], 'x:', color='tab:orange', label='estimated before labels')
     for i, t in enumerate(timeline):
         if t['retraining']:
             promoted = 'promoted' in t['retraining']

@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from .card import card_summary, model_card
 from .contract import check_contract, read_contract
 from .core import NOT_RECORDED, StageContext, shown_commit, stage_file, file_digest, frame_digest, notebook_parameters, run_stage_function, scratch_config, stage_notebook
-from .evaluate import MAIN_METRIC
+from .evaluate import ESTIMATOR, MAIN_METRIC
 from .train import CONTRACT, DRIFT_REFERENCE, HYPERPARAMETERS, SCHEMA, TRAINING_DATA, run_artifact, use_mlflow
 
 try: import tomllib
@@ -175,7 +175,7 @@ def store_card(name:str, version:str, # the model version
     "Write the version's model card to the registry; the card."
     record = json.loads(Path(tags['mlops_nb.gate_record']).read_text())
     facts = {**facts, 'model': name, 'version': version, 'gate': record['gate'], 'scores': record['scores'], 'slices': record['slices'],
-             'behaviour': record['behaviour'], 'lineage': tags}
+             'behaviour': record['behaviour'], 'lineage': tags, 'estimator': record.get('estimator')}
     text, client = model_card(facts), MlflowClient()
     client.log_text(tags['mlops_nb.mlflow_run_id'], text, CARD)
     client.update_model_version(name, version, description=card_summary(facts))
@@ -268,6 +268,7 @@ class VersionBundle:
     contract:dict|None # the data contract its data was held to
     holdout:float|None # its main metric on its holdout
     settings:dict # estimator, seed and hyperparameters, to retrain it the same way
+    calibration:dict|None=None # how its scores estimate its metrics before labels arrive (a classifier's), learned on its holdout
 
     def training_data(self, cfg:dict)->Path:
         "The file of the rows it learned: the local snapshot where it still exists, else the copy stored in its MLflow run."
@@ -296,8 +297,10 @@ def version_bundle(cfg:dict, # project configuration
     settings = {'estimator': params.get('estimator', 'hist_gradient_boosting'), 'seed': int(params.get('seed', 0)), 'hyperparameters': hyper}
     holdout = float(mv.tags[f'mlops_nb.holdout_{m}']) if f'mlops_nb.holdout_{m}' in mv.tags else None
     model = mlflow.sklearn.load_model(f'models:/{mv.name}/{mv.version}') if load else None
+    try: calibration = json.loads(run_artifact(cfg, run_id, ESTIMATOR).read_text())
+    except (MlflowException, OSError): calibration = None  # a regressor, or a version made before estimates
     return VersionBundle(mv.name, str(mv.version), dict(mv.tags), list(mv.aliases), mv.creation_timestamp, run_id, model, schema,
-                         reference, contract, holdout, settings)
+                         reference, contract, holdout, settings, calibration)
 
 # %% ../nbs/40_register.ipynb #0fe10c25
 def versions(cfg:dict)->pl.DataFrame:

@@ -6,11 +6,12 @@
 from __future__ import annotations
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import polars as pl
 
 from .core import StageContext, git_state, shown_commit, write_json
-from .evaluate import MAIN_METRIC, GateRules, comparable, compare, gate, metrics, row_keys
+from .evaluate import MAIN_METRIC, GateRules, comparable, compare, gate, log_estimator, metrics, row_keys
 from .register import VersionBundle, lineage_tags, register_version
 from .train import fit_and_log, labelled
 
@@ -61,12 +62,13 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
             'mlops_nb.trigger': trigger[:500], 'mlops_nb.report': str(report)}
     fit = fit_and_log(cfg, schema, data, snapshot, {**settings, 'search_iterations': 0}, tags, f'retrain-{run_id}-{name}', contract)
     c = compare(fit['model'], champion.model, batch, schema, gate_params)
+    with mlflow.start_run(run_id=fit['mlflow_run_id']): estimator = log_estimator(task, c['y'], c['pred'], gate_params['threshold'])
     constant = metrics(task, c['y'], np.full(c['rows'], labelled(data, schema)[1].mean()), gate_params['threshold'])
     verdict = gate(task, GateRules.declared(task, gate_params), c['scores']['challenger'], c['scores']['champion'], c['slices'],
                    fit['leakage']['findings'], c['behaviour'], compared_on=f'batch {name}', baseline=constant)
     record = write_json(Path(run_dir)/f'retrain-{name}.json', {'batch': name, 'trigger': trigger, 'windows': [n for n, _ in used], 'training_data': snapshot,
                         'champion_version': champion.version, 'scores': c['scores'], 'slices': c['slices'].to_dicts(),
-                        'behaviour': c['behaviour'], 'leakage': fit['leakage']['findings'], 'gate': verdict})
+                        'behaviour': c['behaviour'], 'leakage': fit['leakage']['findings'], 'gate': verdict, 'estimator': estimator})
     lineage = lineage_tags(run_id, run_dir, git, snapshot, fit['mlflow_run_id'], verdict, record, c['scores']['challenger'], task,
                            **{'mlops_nb.trigger': trigger[:500], 'mlops_nb.report': str(report)})
     card = {'task': task, 'target': schema['target'], 'positive_class': schema.get('positive_class'),

@@ -23,6 +23,7 @@ from .contract import NUMBER, BATCH_CHECKS, DataContractError, Validation, depar
 from .core import ConfigError
 from .data import FORMATS, NULL_VALUES, DataSourceError, diagnose_csv, reading, source_files, time_from_parts, unnamed
 from .drift import grid, grid_counts, monitored, sample_key
+from .estimate import BINS, LOGIT_SPAN
 from .register import VersionBundle
 
 
@@ -30,7 +31,8 @@ from .register import VersionBundle
 __all__ = ['SPARK_DEFAULTS', 'SPARK_TYPES', 'POLARS_TYPES', 'local_cores', 'spark_session', 'spark_for', 'csv_header', 'col',
            'number_rows', 'read_files', 'spark_type', 'polars_dtype', 'polars_column', 'parse_text', 'shown',
            'spark_checks', 'spark_departures', 'plan_spark_validation', 'validate_spark', 'score_frame', 'with_time',
-           'score_spark', 'spark_summary', 'spark_sample', 'spark_labels', 'spark_evidence', 'monitor_spark']
+           'score_spark', 'spark_summary', 'spark_sample', 'spark_labels', 'spark_score_counts', 'spark_evidence',
+           'monitor_spark']
 
 # %% ../nbs/67_spark.ipynb #c96eef94
 SPARK_DEFAULTS = {'spark.sql.session.timeZone': 'UTC', 'spark.sql.execution.arrow.pyspark.enabled': 'true',
@@ -426,6 +428,15 @@ def _join_counts(predictions:DataFrame, labels:DataFrame, id_column:str, target:
     return joined, counts
 
 # %% ../nbs/67_spark.ipynb #a878ed3e
+def spark_score_counts(predicted:DataFrame # scored rows with a `prediction` column (a classifier's scores)
+                      )->np.ndarray:
+    "`score_counts` on Spark: each partition counts its scores' slices of log-odds, and only the counts come back."
+    s = F.least(F.greatest(F.col('prediction').cast('double'), F.lit(1e-9)), F.lit(1 - 1e-9))
+    at = F.floor((F.log(s / (1 - s)) + LOGIT_SPAN) / (2 * LOGIT_SPAN) * BINS).cast('int')
+    out = np.zeros(BINS, dtype=np.int64)
+    for r in predicted.groupBy(F.least(F.greatest(at, F.lit(0)), F.lit(BINS - 1)).alias('at')).count().collect(): out[r['at']] = r['count']
+    return out
+
 def spark_evidence(accepted:DataFrame, # the batch's accepted rows, with `source_row`
                    model, # the serving model
                    reference:dict, # its drift reference
@@ -447,8 +458,9 @@ def spark_evidence(accepted:DataFrame, # the batch's accepted rows, with `source
         ids = accepted.select('source_row', schema['id']).join(predicted.select('source_row', 'prediction'), on='source_row')
         joined, counts = _join_counts(ids, labels, schema['id'], schema['target'])
         labelled = pl.from_arrow(joined.orderBy('source_row').select(schema['target'], 'prediction').toArrow())
+    scores = spark_score_counts(predicted) if schema['task'] == 'classification' else None
     predicted.unpersist()
-    return {'rows': rows, 'summary': summary, 'sample': sample, 'labels': counts, 'labelled': labelled}
+    return {'rows': rows, 'summary': summary, 'sample': sample, 'labels': counts, 'labelled': labelled, 'score_counts': scores}
 
 # %% ../nbs/67_spark.ipynb #55202bc0
 def monitor_spark(cfg:dict, # project configuration
