@@ -9,23 +9,23 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 # %% auto #0
 __all__ = ['ESTIMATED', 'BINS', 'LOGIT_SPAN', 'calibration_error', 'logit', 'score_counts', 'count_scores', 'threshold_metrics',
-           'expected_metrics', 'sampled_metrics', 'Calibration', 'estimate', 'calibration_maps', 'realised_metrics',
-           'fit_calibration', 'outside_reference', 'outside_support']
+           'count_metrics', 'expected_metrics', 'sampled_metrics', 'Calibration', 'estimate', 'labelled_counts',
+           'calibration_maps', 'fit_calibration', 'outside_reference', 'outside_support']
 
 # %% ../nbs/25_estimate.ipynb #8e3ff199
-def calibration_error(y:np.ndarray, # 0/1 labels
+def calibration_error(y:np.ndarray, # 0/1 labels (or the share of positives at each score, with `weight`)
                       p:np.ndarray, # probabilities of 1
                       bins:int=10, # equal-width bins of probability
+                      weight:np.ndarray|None=None, # rows behind each element; one each when None
                      )->float:
     "Expected calibration error: the gap between the predicted and the observed rate in each bin, weighted by its rows."
+    w = np.ones(len(p)) if weight is None else np.asarray(weight, float)
     which = np.clip((np.asarray(p) * bins).astype(int), 0, bins - 1)
-    gap = np.bincount(which, weights=np.asarray(y, float) - p, minlength=bins)
-    return float(np.abs(gap).sum() / len(y))
+    return float(np.abs(np.bincount(which, weights=w * (np.asarray(y, float) - p), minlength=bins)).sum() / w.sum())
 
 # %% ../nbs/25_estimate.ipynb #64f4d0ab
 def logit(scores:np.ndarray)->np.ndarray:
@@ -36,12 +36,15 @@ def logit(scores:np.ndarray)->np.ndarray:
 ESTIMATED = ('roc_auc', 'accuracy', 'precision', 'recall', 'f1')
 BINS, LOGIT_SPAN = 10_000, 20.0  # scores counted in 10,000 equal slices of log-odds -20..20: 0.004 wide, and 0.5 falls on an edge
 
+def _slice(scores:np.ndarray, bins:int=BINS)->np.ndarray:
+    "The slice of log-odds each score falls in."
+    return np.clip(np.floor((logit(scores) + LOGIT_SPAN) / (2 * LOGIT_SPAN) * bins), 0, bins - 1).astype(int)
+
 def score_counts(scores:np.ndarray, # a classifier's scores, in 0..1
                  bins:int=BINS, # equal slices of the log-odds
                 )->np.ndarray:
     "How many scores fall in each slice of their log-odds: all an estimate needs of a batch, and a sum any engine can count in parts."
-    at = np.floor((logit(scores) + LOGIT_SPAN) / (2 * LOGIT_SPAN) * bins)
-    return np.bincount(np.clip(at, 0, bins - 1).astype(int), minlength=bins)
+    return np.bincount(_slice(scores, bins), minlength=bins)
 
 def count_scores(counts:np.ndarray)->np.ndarray:
     "The score at the middle of each slice of `score_counts`."
@@ -52,15 +55,24 @@ def threshold_metrics(tp, fp, fn, tn)->dict:
     div = lambda a, b: np.divide(a, b, out=np.full(np.shape(a), np.nan, float), where=np.asarray(b) > 0)
     return {'accuracy': (tp + tn) / (tp + fp + fn + tn), 'precision': div(tp, tp + fp), 'recall': div(tp, tp + fn), 'f1': div(2 * tp, 2 * tp + fp + fn)}
 
+def count_metrics(pos:np.ndarray, # positives at each distinct score, ascending (the last axis; one row per label vector)
+                  neg:np.ndarray, # negatives at each
+                  hit:np.ndarray, # whether each score is predicted 1
+                 )->dict:
+    "Every metric from the labels counted at each score: ROC AUC from the negatives below each positive (ties count half), and the rest."
+    below = np.cumsum(neg, axis=-1) - neg
+    with np.errstate(invalid='ignore', divide='ignore'):
+        auc = (pos * (below + neg / 2)).sum(axis=-1) / (pos.sum(axis=-1) * neg.sum(axis=-1))
+    return {'roc_auc': auc, **threshold_metrics(pos[..., hit].sum(axis=-1), neg[..., hit].sum(axis=-1), pos[..., ~hit].sum(axis=-1),
+                                                neg[..., ~hit].sum(axis=-1))}
+
 def expected_metrics(p:np.ndarray, # calibrated probability of 1 at each score
                      scores:np.ndarray, # distinct scores, ascending
                      n:np.ndarray, # rows at each score
                      threshold:float=0.5, # score at or above which a row is predicted 1
                     )->dict:
     "The metrics the labels would give on average, were each row's label drawn with its calibrated probability."
-    hit, pos, neg = scores >= threshold, n * p, n * (1 - p)
-    auc = roc_auc_score(np.r_[np.ones(len(p)), np.zeros(len(p))], np.r_[scores, scores], sample_weight=np.r_[pos, neg])
-    return {'roc_auc': float(auc), **{k: float(v) for k, v in threshold_metrics(pos[hit].sum(), neg[hit].sum(), pos[~hit].sum(), neg[~hit].sum()).items()}}
+    return {k: float(v) for k, v in count_metrics(n * p, n * (1 - p), scores >= threshold).items()}
 
 # %% ../nbs/25_estimate.ipynb #47ab0599
 def sampled_metrics(p:np.ndarray, # calibrated probability of 1 at each score
@@ -72,11 +84,7 @@ def sampled_metrics(p:np.ndarray, # calibrated probability of 1 at each score
                    )->dict[str, np.ndarray]:
     "Each metric on `draws` label vectors drawn from the calibrated probabilities: how far the realised value may fall from the expected."
     pos = np.random.default_rng(seed).binomial(n, p, size=(draws, len(p)))
-    neg, hit = n - pos, scores >= threshold
-    below = np.cumsum(neg, axis=1) - neg  # negatives at lower scores
-    with np.errstate(invalid='ignore', divide='ignore'):
-        auc = (pos * (below + neg / 2)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
-    return {'roc_auc': auc, **threshold_metrics(pos[:, hit].sum(axis=1), neg[:, hit].sum(axis=1), pos[:, ~hit].sum(axis=1), neg[:, ~hit].sum(axis=1))}
+    return count_metrics(pos, n - pos, scores >= threshold)
 
 # %% ../nbs/25_estimate.ipynb #a3949b80
 @dataclass
@@ -119,19 +127,24 @@ def estimate(cal:Calibration, # the version's calibration
     return out
 
 # %% ../nbs/25_estimate.ipynb #e91b1954
-def calibration_maps(y:np.ndarray, # 0/1 labels
-                     scores:np.ndarray, # the model's scores
+def labelled_counts(y:np.ndarray, # 0/1 labels
+                    scores:np.ndarray, # the model's scores
+                   )->tuple[np.ndarray, np.ndarray]:
+    "Positives and negatives in each slice of `score_counts`: labelled rows, summarised as batches are."
+    n, pos = score_counts(scores), np.bincount(_slice(scores), weights=np.asarray(y, float), minlength=BINS)
+    return pos, n - pos
+
+def calibration_maps(pos:np.ndarray, # positives in each slice of `score_counts`
+                     neg:np.ndarray, # negatives in each
                     )->dict:
-    "The candidate maps learned on `y` and `scores`, as `Calibration` stores them: none, sigmoid (Platt) and isotonic (scikit-learn)."
-    platt = LogisticRegression(C=1e6).fit(logit(scores)[:, None], y)
-    iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds='clip').fit(scores, y)
+    "The candidate maps the counts teach, as `Calibration` stores them: none, sigmoid (Platt) and isotonic (scikit-learn)."
+    kept = np.flatnonzero(pos + neg)
+    x, n = count_scores(pos)[kept], (pos + neg)[kept]
+    platt = LogisticRegression(C=1e6, solver='newton-cholesky').fit(np.r_[logit(x), logit(x)][:, None], np.r_[np.ones(len(x)), np.zeros(len(x))],
+                                          sample_weight=np.r_[pos[kept], neg[kept]])
+    iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds='clip').fit(x, pos[kept] / n, sample_weight=n)
     return {'none': {}, 'sigmoid': {'a': float(platt.coef_[0, 0]), 'b': float(platt.intercept_[0])},
             'isotonic': {'x': iso.X_thresholds_.tolist(), 'y': iso.y_thresholds_.tolist()}}
-
-def realised_metrics(y:np.ndarray, scores:np.ndarray, threshold:float=0.5)->dict:
-    "The metrics the labels `y` give the scores."
-    hit = scores >= threshold
-    return {'roc_auc': roc_auc_score(y, scores), **threshold_metrics((y * hit).sum(), ((1 - y) * hit).sum(), (y * ~hit).sum(), ((1 - y) * ~hit).sum())}
 
 def fit_calibration(y:np.ndarray, # 0/1 labels of rows the model never learned from (its holdout)
                     scores:np.ndarray, # the model's scores on them
@@ -141,17 +154,20 @@ def fit_calibration(y:np.ndarray, # 0/1 labels of rows the model never learned f
                    )->Calibration:
     "The map from scores to probabilities with the lowest calibration error on held-back folds (none when no map helps)."
     y, scores = np.asarray(y, float), np.asarray(scores, float)
-    k = max(2, min(folds, int(min(y.sum(), len(y) - y.sum()))))
+    k, x = max(2, min(folds, int(min(y.sum(), len(y) - y.sum())))), count_scores(np.zeros(BINS))
     errors, misses = {m: [] for m in ('none', 'sigmoid', 'isotonic')}, {m: {e: [] for e in ESTIMATED} for m in ('none', 'sigmoid', 'isotonic')}
     for fit, held in StratifiedKFold(k, shuffle=True, random_state=seed).split(scores, y):
-        realised = realised_metrics(y[held], scores[held], threshold)
-        for method, params in calibration_maps(y[fit], scores[fit]).items():
+        pos, neg = labelled_counts(y[held], scores[held])
+        kept = np.flatnonzero(pos + neg)
+        realised = count_metrics(pos[kept], neg[kept], x[kept] >= threshold)
+        for method, params in calibration_maps(*labelled_counts(y[fit], scores[fit])).items():
             cal = Calibration(method, params, {}, threshold, [0.0, 1.0], {}, 0)
-            errors[method].append(calibration_error(y[held], cal(scores[held])))
-            for e, v in estimate(cal, score_counts(scores[held]), draws=0).items(): misses[method][e].append(abs(v['value'] - realised[e]))
+            n = (pos + neg)[kept]
+            errors[method].append(calibration_error(pos[kept] / n, cal(x[kept]), weight=n))
+            for e, v in expected_metrics(cal(x[kept]), x[kept], n, threshold).items(): misses[method][e].append(abs(v - realised[e]))
     best = min(errors, key=lambda m: np.mean(errors[m]))
-    return Calibration(best, calibration_maps(y, scores)[best], {m: round(float(np.mean(v)), 4) for m, v in errors.items()}, threshold,
-                       [float(scores.min()), float(scores.max())], {e: round(float(np.nanmean(v)), 4) for e, v in misses[best].items()}, len(y))
+    return Calibration(best, calibration_maps(*labelled_counts(y, scores))[best], {m: round(float(np.mean(v)), 4) for m, v in errors.items()},
+                       threshold, [float(scores.min()), float(scores.max())], {e: round(float(np.nanmean(v)), 4) for e, v in misses[best].items()}, len(y))
 
 # %% ../nbs/25_estimate.ipynb #773a4c69
 def outside_reference(reference:dict, # the version's drift reference
