@@ -7,7 +7,12 @@ the files' own `y_pred` column is not a threshold of their rounded scores); mean
 NannyML (0.13.1, which needs Python < 3.13 and its own dependencies) is installed by this script into its own virtual environment,
 ~/.cache/mlops-nb/nannyml-venv, from PyPI; the files are read from inside its wheel.
 
-Run: `path/to/.venv/bin/python benchmarks/estimation.py`."""
+`census` runs mlops_nb's own lifecycle on real data it never saw, NannyML's US Census employment files for Massachusetts (68,785 labelled
+rows of 2015 to train on; 208,892 rows of 2016-2018 to monitor, their labels apart): `mlops-nb run` on the first, then
+`mlops-nb monitor` on the second in blocks of 5,000 rows, first without labels, then with them; estimated against realised ROC AUC per
+block (NannyML reports a mean absolute error of 0.004 for its own CBPE on these blocks).
+
+Run: `path/to/.venv/bin/python benchmarks/estimation.py [census]`."""
 import json, os, subprocess, sys, time
 from pathlib import Path
 
@@ -85,4 +90,40 @@ def main():
     print(pl.DataFrame({'chunk': range(len(truth['roc_auc'])), 'realised': np.round(truth['roc_auc'], 4),
                         'nannyml': np.round(theirs['roc_auc'], 4), 'mlops_nb': np.round(mine['roc_auc'], 4)}))
 
-if __name__ == '__main__': main()
+CENSUS = """[mlflow]
+model_name = "employment"
+
+[stages.data.params]
+source = "employment.parquet"
+target = "employed"
+id_column = "id"
+window = "rows"
+batch_rows = 5000
+exclude = ["year", "prediction", "predicted_probability"]
+"""
+
+def census():
+    "mlops_nb's lifecycle on the census files: estimates per block before labels, then realised; the error of the estimates."
+    import tempfile
+    data = Path(subprocess.run([nannyml_python(), '-c', 'import nannyml, pathlib; print(pathlib.Path(nannyml.__file__).parent/"datasets"/"data")'],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    root = Path(tempfile.mkdtemp())
+    pl.read_parquet(data/'employment_MA_reference.pq').write_parquet(root/'employment.parquet')
+    pl.read_parquet(data/'employment_MA_analysis.pq').write_parquet(root/'later.parquet')
+    pl.read_parquet(data/'employment_MA_analysis_target.pq').write_parquet(root/'later-labels.parquet')
+    (root/'mlops.toml').write_text(CENSUS)
+    mlops = lambda *a: subprocess.run([Path(sys.executable).parent/'mlops-nb', *a], cwd=root, capture_output=True, text=True)
+    started = time.perf_counter(); ran = mlops('run'); print(ran.stdout[-1500:]); print(f'run: {time.perf_counter() - started:.0f} s')
+    started = time.perf_counter(); before = json.loads(mlops('monitor', 'later.parquet', '--json').stdout)
+    print(f"monitor without labels: {len(before['batches'])} batches in {time.perf_counter() - started:.0f} s")
+    after = json.loads(mlops('monitor', 'later.parquet', '--labels', 'later-labels.parquet', '--json').stdout)
+    rows = [{'batch': a['name'], 'rows': a['rows'], 'estimated': b['estimated']['roc_auc']['value'], 'low': b['estimated']['roc_auc']['low'],
+             'high': b['estimated']['roc_auc']['high'], 'realised': a['realised'].get('roc_auc'), 'untrusted': len(b['estimate_untrusted']),
+             'alerts': ', '.join(x['kind'] for x in b['alerts'])} for b, a in zip(before['batches'], after['batches'])]
+    table = pl.DataFrame(rows).with_columns(error=(pl.col('estimated') - pl.col('realised')).abs())
+    with pl.Config(tbl_rows=60, tbl_hide_column_data_types=True, tbl_width_chars=200): print(table)
+    inside = table.filter((pl.col('low') <= pl.col('realised')) & (pl.col('realised') <= pl.col('high'))).height
+    print(f"ROC AUC estimated before labels vs realised: mean absolute error {table['error'].mean():.4f}, max {table['error'].max():.4f}, "
+          f"correlation {np.corrcoef(table['estimated'], table['realised'])[0, 1]:.2f}; realised inside the band in {inside} of {table.height}")
+
+if __name__ == '__main__': census() if sys.argv[1:] == ['census'] else main()

@@ -189,8 +189,8 @@ def outside_support(cal:Calibration, # the version's calibration
                     most:float=0.05, # the largest share of rows allowed outside
                    )->list[str]:
     "Why an estimate of this batch is not to be trusted: rows beyond what the model and its calibration learned from; empty when none."
-    centre, (lo, hi) = count_scores(counts), cal.score_range
-    share = float(counts[(centre < lo) | (centre > hi)].sum() / max(1, counts.sum()))
+    (lo, hi), (first, last) = cal.score_range, _slice(np.array(cal.score_range), len(counts))  # the slices the calibration saw
+    share = float((counts[:first].sum() + counts[last + 1:].sum()) / max(1, counts.sum()))
     out = [f'{share:.1%} of the scores lie outside {lo:.3f}..{hi:.3f}, where the calibration learned'] if share > most else []
     return out + [f"{c}: {s:.1%} of the values lie outside the reference's {'range' if kind == 'numeric' else 'categories'}"
                   for c, (kind, s) in outside.items() if s > most]

@@ -70,6 +70,7 @@ def test_a_batch_outside_the_reference_is_flagged_untrustworthy():
     cal = Calibration('none', {}, {}, 0.5, [0.2, 0.8], {}, 100)
     inside, beyond = score_counts(np.linspace(0.25, 0.75, 1000)), score_counts(np.linspace(0.0, 1.0, 1000))
     assert outside_support(cal, inside, {'income': ('numeric', 0.01)}) == []
+    assert outside_support(cal, score_counts(np.full(100, 0.2)), {}) == []  # a model's lowest score, shared by many rows, is inside
     reasons = outside_support(cal, beyond, {'income': ('numeric', 0.3), 'region': ('categorical', 0.0)})
     assert reasons[0].startswith('40.0% of the scores lie outside 0.200..0.800') and reasons[1].startswith('income: 30.0%'), reasons
 
