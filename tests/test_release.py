@@ -191,3 +191,25 @@ def test_workers_share_the_port_the_prediction_log_and_the_metrics(fresh):
     assert total == 200
     logged = pl.read_parquet(root/'predictions'/'*.parquet')
     assert logged.height == 400 and logged['id'].n_unique() == 400
+
+def test_the_open_inference_protocol_gets_the_canary_and_the_shadow_too(fresh):
+    root, cfg = fresh
+    rows = orders(root)[:60]
+    def infer(url):
+        body = {'inputs': [{'name': 'order', 'shape': [len(rows)], 'datatype': 'INT64', 'data': [r['order'] for r in rows]},
+                           {'name': 'store', 'shape': [len(rows)], 'datatype': 'BYTES', 'data': [r['store'] for r in rows]},
+                           {'name': 'price', 'shape': [len(rows)], 'datatype': 'FP64', 'data': [r['price'] for r in rows]}]}
+        r = httpx.post(f'{url}/v2/models/orders/infer', json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+    with Server(make_app(cfg, second='challenger', mode='canary', share=0.5)) as s:
+        canary, predict = infer(s.url), send_all(s.url, rows, size=60)
+    assert set(canary['model_version'].split(',')) == {'1', '2'}  # both versions answered, as on /predict
+    assert canary['outputs'][1]['data'] == [predict[r['order']]['probability'] for r in rows], 'the same rows, the same versions, the same answers'
+    with Server(make_app(cfg, second='challenger', mode='shadow', log_folder=root/'predictions')) as s:
+        shadowed = infer(s.url)
+    assert shadowed['model_version'] == '1'
+    deadline = time.time() + 10
+    while time.time() < deadline and not list((root/'predictions').glob('*.parquet')): time.sleep(0.2)
+    logged = pl.concat([pl.read_parquet(p) for p in (root/'predictions').glob('*.parquet')], how='diagonal_relaxed')
+    assert logged.filter(pl.col('shadow_version') == '2').height >= len(rows), 'the shadow scored every row the protocol sent'
