@@ -32,13 +32,15 @@ def estimator_lines(e:dict|None # the estimator's record: method, errors, estima
                    )->list[str]:
     "The card's section on how monitoring estimates this version's metrics before labels arrive; none for a version without one."
     if not e: return []
-    errors = ', '.join(f"{m} {v}" for m, v in e['errors'].items())
     misses = ', '.join(f"{m} {v}" for m, v in e['estimate_error'].items())
+    how = (f"(direct loss estimation): nannies learned on {e['rows']:,} holdout rows what error to expect of each row from its features and "
+           "the prediction") if e['method'] == 'dle' else \
+          (f"(confidence-based performance estimation), from its scores mapped to probabilities by the `{e['method']}` calibration learned on "
+           f"{e['rows']:,} holdout rows (calibration error on held-back folds: {', '.join(f'{m} {v}' for m, v in e['errors'].items())})")
     return ['## Performance before labels', '',
-            f"Monitoring estimates this version's metrics on batches whose labels have not arrived (confidence-based performance estimation), "
-            f"from its scores mapped to probabilities by the `{e['method']}` calibration learned on {e['rows']:,} holdout rows (calibration error "
-            f"on held-back folds: {errors}). On those folds the estimate missed the realised value by, on average: {misses}. It assumes the "
-            "relation between inputs and label has not changed, and batches inside the reference's support (monitoring says when they are not).", '']
+            f"Monitoring estimates this version's metrics on batches whose labels have not arrived {how}. On held-back folds the estimate "
+            f"missed the realised value by, on average: {misses}. It assumes the relation between inputs and target has not changed, and "
+            "batches inside the reference's support (monitoring says when they are not).", '']
 
 # %% ../nbs/35_card.ipynb #af16499d
 def model_card(facts:dict, # model, version, task, target, features, training, scores, compared_on, slices, behaviour, gate, lineage, trigger

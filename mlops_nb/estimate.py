@@ -4,17 +4,23 @@
 
 # %% ../nbs/25_estimate.ipynb #c5c1fb8f
 from __future__ import annotations
+import base64
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
+import skops.io
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from .train import REVIEWED_TYPES, make_model
 
 # %% auto #0
 __all__ = ['ESTIMATED', 'BINS', 'LOGIT_SPAN', 'calibration_error', 'logit', 'score_counts', 'count_scores', 'threshold_metrics',
            'count_metrics', 'expected_metrics', 'sampled_metrics', 'Calibration', 'estimate', 'labelled_counts',
-           'calibration_maps', 'fit_calibration', 'outside_reference', 'outside_support']
+           'calibration_maps', 'fit_calibration', 'outside_reference', 'outside_support', 'nanny', 'fit_nannies',
+           'nanny_sums', 'estimate_errors']
 
 # %% ../nbs/25_estimate.ipynb #8e3ff199
 def calibration_error(y:np.ndarray, # 0/1 labels (or the share of positives at each score, with `weight`)
@@ -183,14 +189,66 @@ def outside_reference(reference:dict, # the version's drift reference
     return out
 
 # %% ../nbs/25_estimate.ipynb #102057f6
-def outside_support(cal:Calibration, # the version's calibration
-                    counts:np.ndarray, # the batch's scores counted by `score_counts`
+def outside_support(cal:Calibration|None, # the version's calibration; None for a regressor's nannies
+                    counts:np.ndarray|None, # the batch's scores counted by `score_counts`; None for a regressor
                     outside:dict, # feature -> share of the batch's values outside the reference (range or categories)
                     most:float=0.05, # the largest share of rows allowed outside
                    )->list[str]:
     "Why an estimate of this batch is not to be trusted: rows beyond what the model and its calibration learned from; empty when none."
-    (lo, hi), (first, last) = cal.score_range, _slice(np.array(cal.score_range), len(counts))  # the slices the calibration saw
-    share = float((counts[:first].sum() + counts[last + 1:].sum()) / max(1, counts.sum()))
-    out = [f'{share:.1%} of the scores lie outside {lo:.3f}..{hi:.3f}, where the calibration learned'] if share > most else []
+    out = []
+    if cal is not None and counts is not None:
+        (lo, hi), (first, last) = cal.score_range, _slice(np.array(cal.score_range), len(counts))  # the slices the calibration saw
+        share = float((counts[:first].sum() + counts[last + 1:].sum()) / max(1, counts.sum()))
+        out += [f'{share:.1%} of the scores lie outside {lo:.3f}..{hi:.3f}, where the calibration learned'] if share > most else []
     return out + [f"{c}: {s:.1%} of the values lie outside the reference's {'range' if kind == 'numeric' else 'categories'}"
                   for c, (kind, s) in outside.items() if s > most]
+
+# %% ../nbs/25_estimate.ipynb #450ee98b
+def nanny(categorical:list[str], # the model's categorical features
+          numeric:list[str], # its numeric features
+          seed:int=0, # random seed
+         )->object:
+    "A nanny: gradient boosting that learns a row's error from its features and the model's prediction."
+    return make_model(categorical, [*numeric, 'prediction'], 'regression', max_iter=100, learning_rate=0.1, max_leaf_nodes=15, seed=seed)
+
+def _packed(model)->str: return base64.b64encode(skops.io.dumps(model)).decode()
+def _unpacked(text:str): return skops.io.loads(base64.b64decode(text), trusted=sorted(REVIEWED_TYPES))
+
+def fit_nannies(X:pd.DataFrame, # features of labelled rows the model never learned from (its holdout)
+                pred:np.ndarray, # the model's predictions on them
+                y:np.ndarray, # their values
+                categorical:list[str], numeric:list[str], # the model's features
+                folds:int=5, # held-back folds that measure the estimate's error
+                seed:int=0, # seed of the folds and the nannies
+               )->dict:
+    "Direct loss estimation for a regressor: nannies for the absolute and the squared error, stored as `Calibration` stores a map."
+    Xp, err = X.assign(prediction=pred), np.asarray(y, float) - pred
+    targets, misses = {'abs': np.abs(err), 'squared': err ** 2}, {'mae': [], 'rmse': []}
+    for fit, held in KFold(folds, shuffle=True, random_state=seed).split(Xp):
+        a, s = (nanny(categorical, numeric, seed).fit(Xp.iloc[fit], t[fit]).predict(Xp.iloc[held]) for t in targets.values())
+        misses['mae'].append(abs(a.mean() - targets['abs'][held].mean()))
+        misses['rmse'].append(abs(np.sqrt(max(s.mean(), 0)) - np.sqrt(targets['squared'][held].mean())))
+    fitted = {k: nanny(categorical, numeric, seed).fit(Xp, t) for k, t in targets.items()}
+    spread = {f'{k}_sd': float(np.std(t - fitted[k].predict(Xp))) for k, t in targets.items()}  # how far one row's error strays from its estimate
+    return Calibration('dle', {**{k: _packed(m) for k, m in fitted.items()}, **spread}, {}, 0.0, [float(np.min(pred)), float(np.max(pred))],
+                       {k: round(float(np.mean(v)), 4) for k, v in misses.items()}, len(y)).to_dict()
+
+# %% ../nbs/25_estimate.ipynb #1346f249
+def nanny_sums(estimator:dict, # from `fit_nannies`
+               X:pd.DataFrame, # a batch's features
+               pred:np.ndarray, # the model's predictions on them
+              )->dict:
+    "A batch's rows and the errors its nannies expect, summed: all its MAE and RMSE estimate needs."
+    Xp = X.assign(prediction=pred)
+    return {'rows': len(X), 'abs': float(_unpacked(estimator['params']['abs']).predict(Xp).sum()),
+            'squared': float(np.clip(_unpacked(estimator['params']['squared']).predict(Xp), 0, None).sum())}
+
+def estimate_errors(estimator:dict, # from `fit_nannies`
+                    sums:dict, # from `nanny_sums`
+                   )->dict:
+    "A regressor's MAE and RMSE on a batch estimated without labels, each with its 95% band."
+    n, p = max(1, sums['rows']), estimator['params']
+    mae, mse = sums['abs'] / n, sums['squared'] / n
+    a, s = 1.96 * p['abs_sd'] / np.sqrt(n), 1.96 * p['squared_sd'] / np.sqrt(n)
+    return {'mae': {'value': round(mae, 4), 'low': round(max(mae - a, 0), 4), 'high': round(mae + a, 4)},
+            'rmse': {'value': round(np.sqrt(mse), 4), 'low': round(np.sqrt(max(mse - s, 0)), 4), 'high': round(np.sqrt(mse + s), 4)}}

@@ -16,7 +16,7 @@ from sklearn.metrics import (average_precision_score, brier_score_loss, f1_score
                              roc_auc_score, root_mean_squared_error)
 
 from .core import StageContext
-from .estimate import fit_calibration
+from .estimate import fit_calibration, fit_nannies
 from .train import TRAINING_DATA, labelled, predict, predictions_digest, run_artifact, score, use_mlflow
 
 # %% auto #0
@@ -293,14 +293,17 @@ ESTIMATOR = 'performance_estimator.json'
 
 def log_estimator(task:str, # classification or regression
                   y:np.ndarray, # labels of rows the model never learned from
-                  pred:np.ndarray, # its scores on them
+                  pred:np.ndarray, # its scores or predictions on them
                   threshold:float=0.5, # the decision threshold
+                  X=None, # their features (pandas), which a regressor's nannies learn from
+                  schema:dict|None=None, # the data record's schema: the features by kind
                  )->dict|None:
-    "Learn how the model's scores estimate its metrics (classification), store it in the active MLflow run; what the card says of it."
-    if task != 'classification' or len(np.unique(y)) < 2: return None
-    cal = fit_calibration(y, pred, threshold)
-    mlflow.log_dict(cal.to_dict(), ESTIMATOR)
-    return {k: v for k, v in cal.to_dict().items() if k != 'params'}
+    "Learn how the model's metrics will be estimated before labels arrive, store it in the active MLflow run; what the card says of it."
+    if task == 'classification' and len(np.unique(y)) > 1: estimator = fit_calibration(y, pred, threshold).to_dict()
+    elif task == 'regression' and X is not None and len(y) >= 50: estimator = fit_nannies(X, pred, y, schema['categorical'], schema['numeric'])
+    else: return None
+    mlflow.log_dict(estimator, ESTIMATOR)
+    return {k: v for k, v in estimator.items() if k != 'params'}
 
 # %% ../nbs/30_evaluate.ipynb #53f8378d
 def evaluate_stage(ctx:StageContext # where the stage runs, with the gate's thresholds declared below
@@ -332,7 +335,7 @@ def evaluate_stage(ctx:StageContext # where the stage runs, with the gate's thre
     verdict['passed'] = all(c['passed'] for c in verdict['checks'])
     with mlflow.start_run(run_id=model_info['mlflow_run_id']):
         mlflow.log_metrics({f'holdout_{k}': v for k, v in scores['challenger'].items()})
-        estimator = log_estimator(task, on_holdout['y'], on_holdout['pred'], p['threshold'])
+        estimator = log_estimator(task, on_holdout['y'], on_holdout['pred'], p['threshold'], labelled(holdout_df, schema)[0], schema)
     name, compared = ctx.cfg['mlflow']['model_name'], str(champ.version) if champ else None
     return {'inputs': {'holdout': holdout['digest'], 'model': model_info['uri'],
                        'champion': {'model': name, 'alias': 'champion', 'version': compared, 'own_model': model_info['uri']}},

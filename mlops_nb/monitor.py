@@ -21,7 +21,7 @@ from .core import StageContext, engine_name, environment_info, git_state, new_ru
 from .deploy import spark_engine
 from .data import batch_key, collect, open_batch, read_batch, reading, time_expr, with_time
 from .drift import batch_summary, drift_table, multivariate_drift, row_sample
-from .estimate import Calibration, estimate, outside_reference, outside_support, score_counts
+from .estimate import Calibration, estimate, estimate_errors, nanny_sums, outside_reference, outside_support, score_counts
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys
 from .register import VersionBundle, add_findings, alias_version, register_version, version_bundle
 from .retrain import retrain, should_retrain
@@ -95,16 +95,19 @@ def batch_evidence(df:pl.DataFrame, # the batch's accepted rows
                    reference:dict, # its drift reference
                    schema:dict, # the data record's schema
                    labels:pl.DataFrame|None=None, # arrived labels (id, target); None takes them from `df` when it has the target
+                   estimator:dict|None=None, # the version's estimator: a regressor's nannies sum the errors they expect here
                   )->dict:
     "What monitoring needs from a batch: its rows, the drift summary with the predictions, a row sample, the labelled predictions, score counts."
     if df.height == 0: return {'rows': 0}
-    pred = predict(model, df.select(*schema['categorical'], *schema['numeric']).to_pandas())
+    X = df.select(*schema['categorical'], *schema['numeric']).to_pandas()
+    pred = predict(model, X)
     if labels is None and schema['target'] in df.columns: labels = df.select(schema['id'], schema['target'])
     joined, counts = join_labels(df.select(schema['id']).with_columns(pl.Series('prediction', pred)), labels, schema['id'], schema['target']) \
                      if labels is not None else (None, None)
     return {'rows': df.height, 'summary': batch_summary(reference, df, pred), 'sample': row_sample(df, len(next(iter(reference['rows'].values())))),
             'labels': counts, 'labelled': None if joined is None else joined.select(schema['target'], 'prediction'),
-            'score_counts': score_counts(pred) if schema['task'] == 'classification' else None}
+            'score_counts': score_counts(pred) if schema['task'] == 'classification' else None,
+            'error_sums': nanny_sums(estimator, X, pred) if (estimator or {}).get('method') == 'dle' else None}
 
 # %% ../nbs/65_monitor.ipynb #ea0ef053
 def _empty(name:str, holdout:float|None, p:dict, task:str, quarantine:dict|None)->dict:
@@ -116,10 +119,12 @@ def _empty(name:str, holdout:float|None, p:dict, task:str, quarantine:dict|None)
             'prediction_drifted': False}
 
 # %% ../nbs/65_monitor.ipynb #abd41ea5
-def _estimated(evidence:dict, reference:dict, calibration:dict|None)->tuple[dict|None, list]:
-    "The batch's metrics estimated from its score counts, and why not to trust them; `(None, [])` without a calibration."
-    if not calibration or evidence.get('score_counts') is None: return None, []
-    cal = Calibration(**calibration)
+def _estimated(evidence:dict, reference:dict, estimator:dict|None)->tuple[dict|None, list]:
+    "The batch's metrics estimated from its score counts (or its nannies' sums), and why not to trust them; `(None, [])` without an estimator."
+    if estimator and estimator['method'] == 'dle' and evidence.get('error_sums'):
+        return estimate_errors(estimator, evidence['error_sums']), outside_support(None, None, outside_reference(reference, evidence['summary']))
+    if not estimator or evidence.get('score_counts') is None: return None, []
+    cal = Calibration(**estimator)
     return estimate(cal, evidence['score_counts']), outside_support(cal, evidence['score_counts'], outside_reference(reference, evidence['summary']))
 
 # %% ../nbs/65_monitor.ipynb #6cdb0adc
@@ -130,7 +135,7 @@ def judge_batch(name:str, # the batch's name, such as 2013-07
                 schema:dict, # the data record's schema
                 p:dict, # the stage's parameters
                 quarantine:dict|None=None, # what the contract held back: `rows`, `of`, `limit`, `reasons`
-                calibration:dict|None=None, # the version's calibration, to estimate its metrics before labels arrive
+                estimator:dict|None=None, # the version's estimator, to estimate its metrics before labels arrive
                )->dict:
     "Drift, data quality, performance (estimated and, once labels are in, realised) and alerts of one batch, from its evidence; the record."
     task, rows = schema['task'], evidence['rows']
@@ -143,7 +148,7 @@ def judge_batch(name:str, # the batch's name, such as 2013-07
         y = labelled[schema['target']]
         y = (y == schema['positive_class']).cast(pl.Int8).to_numpy() if task == 'classification' else y.cast(pl.Float64).to_numpy()
         perf = performance(task, y, labelled['prediction'].to_numpy(), p['bootstrap'], min_rows=p['min_rows'])
-    estimated, untrusted = _estimated(evidence, reference, calibration)
+    estimated, untrusted = _estimated(evidence, reference, estimator)
     alerts = check_alerts(table, perf, holdout, p, task, rows, quarantine) + unlabelled_alerts(joint, estimated, untrusted, holdout, p, task)
     return {'batch': name, 'rows': rows, 'drift': table.to_dicts(), 'multivariate': joint, 'labels': evidence['labels'], 'performance': perf,
             'estimated': estimated, 'estimate_untrusted': untrusted,
@@ -160,10 +165,10 @@ def monitor_batch(name:str, # the batch's name, such as 2013-07
                   p:dict, # the stage's parameters
                   labels:pl.DataFrame|None=None, # arrived labels (id, target); None takes them from `df` when it has the target
                   quarantine:dict|None=None, # what the contract held back: `rows`, `of`, `limit`, `reasons`
-                  calibration:dict|None=None, # the version's calibration, to estimate its metrics before labels arrive
+                  estimator:dict|None=None, # the version's estimator, to estimate its metrics before labels arrive
                  )->dict:
     "Drift, data quality, performance and alerts of one batch in memory; the record."
-    return judge_batch(name, batch_evidence(df, model, reference, schema, labels), reference, holdout, schema, p, quarantine, calibration)
+    return judge_batch(name, batch_evidence(df, model, reference, schema, labels, estimator), reference, holdout, schema, p, quarantine, estimator)
 
 # %% ../nbs/65_monitor.ipynb #0aaba09a
 def history_path(cfg:dict)->Path: return Path(cfg['paths']['runs'])/'monitoring.jsonl'
@@ -225,7 +230,7 @@ def gather(cfg:dict, # project configuration
     how, schema = reading(cfg), champ.schema
     v, files = read_batch(source, cfg['root'], champ.contract, how['separator'], how['null_values'])
     arrived = read_labels(cfg, labels, schema, v.accepted) if labels else None
-    evidence = batch_evidence(v.accepted, champ.model, champ.reference, schema, arrived)
+    evidence = batch_evidence(v.accepted, champ.model, champ.reference, schema, arrived, champ.estimator)
     batch = v.accepted if arrived is None else v.accepted.drop(schema['target']).join(arrived, on=schema['id'], how='left').select(v.accepted.columns)
     return v, files, evidence, batch
 
@@ -264,7 +269,7 @@ def monitor_file(cfg:dict, # project configuration
     ctx = StageContext('monitor', cfg, run_id, Path(cfg['paths']['runs'])/run_id, p, {})
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     held = {'rows': v.quarantined.height, 'of': v.rows_read, 'limit': contract['dataset'].get('max_quarantined_share', 0.01), 'reasons': v.reasons}
-    rec = judge_batch(name, evidence, champ.reference, champ.holdout, schema, p, held, champ.calibration)
+    rec = judge_batch(name, evidence, champ.reference, champ.holdout, schema, p, held, champ.estimator)
     quarantine = ctx.snapshot(v.quarantined) if v.quarantined.height else None
     alerts = [{**a, 'batch': name, 'model': champ.name, 'version': champ.version, 'run_id': run_id} for a in rec['alerts']]
     record = {**rec, 'alerts': alerts, 'source': source, 'accepted': v.rows_read - v.quarantined.height, 'quarantined': v.quarantined.height,
@@ -416,7 +421,7 @@ def monitor_stage(ctx:StageContext # where the stage runs, with the parameters d
     last, batches, timeline, retrains, deliveries = None, [], [], [], []
     for i, b in enumerate(data['outputs']['batches']):
         df = pl.read_parquet(b['path'])
-        rec = monitor_batch(b['name'], df, current.model, current.reference, current.holdout, schema, p, calibration=current.calibration)
+        rec = monitor_batch(b['name'], df, current.model, current.reference, current.holdout, schema, p, estimator=current.estimator)
         X, y = labelled(df, schema)
         never = performance(task, y, predict(first.model, X), p['bootstrap'], min_rows=p['min_rows']) if len(y) else None
         alerts = [{**a, 'batch': b['name'], 'model': sim['mlflow']['model_name'], 'version': current.version, 'run_id': ctx.run_id} for a in rec['alerts']]

@@ -268,7 +268,7 @@ class VersionBundle:
     contract:dict|None # the data contract its data was held to
     holdout:float|None # its main metric on its holdout
     settings:dict # estimator, seed and hyperparameters, to retrain it the same way
-    calibration:dict|None=None # how its scores estimate its metrics before labels arrive (a classifier's), learned on its holdout
+    estimator:dict|None=None # how its metrics are estimated before labels arrive (a classifier's calibration, a regressor's nannies)
 
     def training_data(self, cfg:dict)->Path:
         "The file of the rows it learned: the local snapshot where it still exists, else the copy stored in its MLflow run."
@@ -297,10 +297,10 @@ def version_bundle(cfg:dict, # project configuration
     settings = {'estimator': params.get('estimator', 'hist_gradient_boosting'), 'seed': int(params.get('seed', 0)), 'hyperparameters': hyper}
     holdout = float(mv.tags[f'mlops_nb.holdout_{m}']) if f'mlops_nb.holdout_{m}' in mv.tags else None
     model = mlflow.sklearn.load_model(f'models:/{mv.name}/{mv.version}') if load else None
-    try: calibration = json.loads(run_artifact(cfg, run_id, ESTIMATOR).read_text())
-    except (MlflowException, OSError): calibration = None  # a regressor, or a version made before estimates
+    try: estimator = json.loads(run_artifact(cfg, run_id, ESTIMATOR).read_text())
+    except (MlflowException, OSError): estimator = None  # a version made before estimates
     return VersionBundle(mv.name, str(mv.version), dict(mv.tags), list(mv.aliases), mv.creation_timestamp, run_id, model, schema,
-                         reference, contract, holdout, settings, calibration)
+                         reference, contract, holdout, settings, estimator)
 
 # %% ../nbs/40_register.ipynb #0fe10c25
 def versions(cfg:dict)->pl.DataFrame:

@@ -62,7 +62,7 @@ def retrain(cfg:dict, # project configuration (a replay passes its own namespace
             'mlops_nb.trigger': trigger[:500], 'mlops_nb.report': str(report)}
     fit = fit_and_log(cfg, schema, data, snapshot, {**settings, 'search_iterations': 0}, tags, f'retrain-{run_id}-{name}', contract)
     c = compare(fit['model'], champion.model, batch, schema, gate_params)
-    with mlflow.start_run(run_id=fit['mlflow_run_id']): estimator = log_estimator(task, c['y'], c['pred'], gate_params['threshold'])
+    with mlflow.start_run(run_id=fit['mlflow_run_id']): estimator = log_estimator(task, c['y'], c['pred'], gate_params['threshold'], labelled(batch, schema)[0], schema)
     constant = metrics(task, c['y'], np.full(c['rows'], labelled(data, schema)[1].mean()), gate_params['threshold'])
     verdict = gate(task, GateRules.declared(task, gate_params), c['scores']['challenger'], c['scores']['champion'], c['slices'],
                    fit['leakage']['findings'], c['behaviour'], compared_on=f'batch {name}', baseline=constant)

@@ -87,9 +87,9 @@ def test_the_estimator_travels_with_the_version_to_a_fresh_clone_and_an_image(pr
     clone.mkdir()
     (clone/'mlops.toml').write_text(CONFIG.replace('[mlflow]\n', f"[mlflow]\ntracking_uri = \"{cfg['mlflow']['tracking_uri']}\"\n"))  # shares only the server
     bundle = version_bundle(load_config(clone), 'champion')
-    assert bundle.calibration and bundle.calibration['rows'] > 0 and set(bundle.calibration['estimate_error']) >= {'roc_auc', 'accuracy'}
+    assert bundle.estimator and bundle.estimator['rows'] > 0 and set(bundle.estimator['estimate_error']) >= {'roc_auc', 'accuracy'}
     save_bundle(bundle, tmp_path/'image', 'champion')
-    assert read_bundle(tmp_path/'image')[0].calibration == bundle.calibration
+    assert read_bundle(tmp_path/'image')[0].estimator == bundle.estimator
     card = cli(root, 'card')
     assert card.returncode == 0 and '## Performance before labels' in card.stdout, card.stdout[-2000:]
 
@@ -113,3 +113,33 @@ def test_a_file_of_three_months_is_monitored_as_three_batches_with_estimates_the
     history = json.loads(cli(root, 'monitoring', '--json').stdout)['batches']
     assert [h['name'] for h in history][-6:] == [b['name'] for b in doc['batches']] * 2
     assert all(h['estimated'] for h in history[-6:]) and all('roc_auc' in h['realised'] for h in history[-3:])
+
+def cars(months, per_day=30, seed=11, tilt=lambda month: 0):
+    "Used cars sold day by day: their price is harder to predict the older the car, and `tilt` moves a month's sales towards old cars."
+    g, rows = np.random.default_rng(seed), []
+    for month in months:
+        for d in range(1, 29):
+            age = 10 * g.beta(1 + tilt(month), 1, per_day)
+            km, fuel = g.uniform(0, 2e5, per_day), g.choice(['petrol', 'diesel'], per_day)
+            price = 30 - 2 * age - km / 2e4 + np.where(fuel == 'diesel', 1.5, 0) + g.normal(0, 0.5 + 0.4 * age)
+            rows += [{'sale': f'{month}-{d:02d}-{j}', 'day': f'{month}-{d:02d} 12:00', 'age': round(float(age[j]), 2), 'km': round(float(km[j])),
+                      'fuel': str(fuel[j]), 'price': round(float(price[j]), 2)} for j in range(per_day)]
+    return pl.DataFrame(rows)
+
+def test_a_regressor_gets_its_mae_and_rmse_estimated_by_its_nannies(tmp_path):
+    cars([f'2024-{m:02d}' for m in range(1, 9)]).write_csv(tmp_path/'cars.csv')
+    (tmp_path/'mlops.toml').write_text('[mlflow]\nmodel_name = "cars"\n\n[stages.data.params]\nsource = "cars.csv"\ntarget = "price"\n'
+                                       'task = "regression"\ntime_column = "day"\nid_column = "sale"\n')
+    cfg = run_stages(tmp_path)
+    move_alias(cfg, 'champion', 1, 'the version to monitor')
+    assert version_bundle(cfg, 'champion', load=False).estimator['method'] == 'dle'
+    later = cars(['2024-09', '2024-10'], seed=12, tilt=lambda month: 0 if month == '2024-09' else 4)  # October: mostly old cars
+    later.drop('price').write_csv(tmp_path/'autumn.csv')
+    later.select('sale', 'price').write_csv(tmp_path/'autumn-prices.csv')
+    doc = json.loads(cli(tmp_path, 'monitor', 'autumn.csv', '--json').stdout)
+    september, october = (b['estimated'] for b in doc['batches'])
+    assert october['mae']['value'] > september['mae']['value'] * 1.1, (september, october)  # the older cars' larger errors, seen without labels
+    assert [b['realised'] for b in doc['batches']] == [{}, {}]
+    labelled = json.loads(cli(tmp_path, 'monitor', 'autumn.csv', '--labels', 'autumn-prices.csv', '--json').stdout)
+    for b in labelled['batches']:
+        assert abs(b['estimated']['mae']['value'] - b['realised']['mae']) < 0.1 * b['realised']['mae'], b
