@@ -70,7 +70,7 @@ def unlabelled_alerts(joint:dict|None, # the batch's multivariate drift verdict
                      )->list[dict]:
     "Alerts a batch raises before its labels arrive: its inputs drifted together, or its estimated main metric fell below the floor."
     out, m = [], MAIN_METRIC[task]
-    if joint and joint.get('drifted'):
+    if joint and joint.get('drifted') and rules.get('alert_multivariate', True):
         out.append({'kind': 'multivariate_drift', 'rule': 'the inputs drifted jointly: a classifier tells the batch from the reference',
                     'detail': f"domain classifier ROC AUC {joint['auc']:.3f}, p = {joint['p_value']:.2g}"})
     e = (estimated or {}).get(m)

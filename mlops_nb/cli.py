@@ -369,6 +369,8 @@ def monitor_command(args)->int:
                                       **({f'estimated {m}': d['estimated'][m]['value'], 'low': d['estimated'][m]['low'], 'high': d['estimated'][m]['high'],
                                           f'realised {m}': d['realised'].get(m)} if m else {}), 'alerts': ', '.join(a['kind'] for a in d['alerts'])}
                                      for d in docs])))
+            print(f"{r['source']}: {r['accepted']} rows accepted, {r['quarantined']} quarantined, in {len(docs)} batches")
+            print(f"record: {Path(cfg['paths']['runs'])/r['run_id']}")
     return 3 if r['alerts'] else 0
 
 # %% ../nbs/99_cli.ipynb #aea35d61

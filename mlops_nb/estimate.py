@@ -4,7 +4,7 @@
 
 # %% ../nbs/25_estimate.ipynb #c5c1fb8f
 from __future__ import annotations
-import base64
+import base64, functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -212,6 +212,7 @@ def nanny(categorical:list[str], # the model's categorical features
     return make_model(categorical, [*numeric, 'prediction'], 'regression', max_iter=100, learning_rate=0.1, max_leaf_nodes=15, seed=seed)
 
 def _packed(model)->str: return base64.b64encode(skops.io.dumps(model)).decode()
+@functools.lru_cache(maxsize=8)  # a version's nannies are read once per process, not once per batch
 def _unpacked(text:str): return skops.io.loads(base64.b64decode(text), trusted=sorted(REVIEWED_TYPES))
 
 def fit_nannies(X:pd.DataFrame, # features of labelled rows the model never learned from (its holdout)

@@ -16,10 +16,10 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
 from .alerts import check_alerts, send_alerts, unlabelled_alerts
-from .contract import DataContractError, parse_as
+from .contract import DataContractError, Validation, parse_as
 from .core import StageContext, engine_name, environment_info, git_state, new_run_id, resolve_params, write_json
 from .deploy import spark_engine
-from .data import batch_key, collect, open_batch, read_batch, reading, time_expr, with_time
+from .data import DataSourceError, batch_key, collect, open_batch, read_batch, reading
 from .drift import batch_summary, drift_table, multivariate_drift, row_sample
 from .estimate import Calibration, estimate, estimate_errors, nanny_sums, outside_reference, outside_support, score_counts
 from .evaluate import MAIN_METRIC, metrics, monitored_batches, monitoring_experiment, row_keys
@@ -304,28 +304,26 @@ def monitor_file(cfg:dict, # project configuration
 # %% ../nbs/65_monitor.ipynb #03101d61
 def window_parts(cfg:dict, # project configuration
                  source:str, # the batch: a CSV, Parquet or NDJSON file or glob, relative to the project
-                 contract:dict, # the champion's contract: which column is the time, and how it is written
+                 contract:dict, # the champion's contract: the rules, and which column is the time
                  folder:Path, # where the parts go
-                )->list[str]:
-    "The file split by the project's window (or into `batch_rows` blocks without a time), as Parquet parts; the file itself if one window."
-    p, ds = resolve_params(cfg, stages=['data'])['data'], contract['dataset']
-    how = reading(cfg)
-    lf, _, files = open_batch(source, cfg['root'], how['separator'], how['null_values'])
-    lf, time = with_time(lf, contract), ds.get('time_column')
-    names = lf.collect_schema().names()
-    if time and time in names and p['window'] != 'rows':
-        spec = contract['columns'].get(time, {})
-        dtype = spec['dtype'] if spec.get('dtype') in ('Date', 'Datetime') else 'Datetime'
-        key = batch_key(time_expr(time, spec.get('format'), dtype, lf.collect_schema()[time] == pl.String), p['window'])
+                 min_rows:int=0, # split only when at least two windows have this many rows: tiny batches would hide what the file shows
+                )->tuple[list[str], Validation|None]:
+    "The file's accepted rows split by the project's window into Parquet parts, and the whole file's validation; the file itself, if one window."
+    p, time, how = resolve_params(cfg, stages=['data'])['data'], contract['dataset'].get('time_column'), reading(cfg)
+    try: v, files = read_batch(source, cfg['root'], contract, how['separator'], how['null_values'])
+    except DataSourceError: return [source], None  # monitor_file says what is wrong with the file
+    names = v.accepted.columns
+    if time and time in names and p['window'] != 'rows': key = batch_key(pl.col(time), p['window'])
     elif p['window'] == 'rows' and p['batch_rows'] > 0: key = pl.format('rows-{}', (pl.col('source_row') // p['batch_rows']).cast(pl.String).str.zfill(6))
-    else: return [source]
-    df = collect(lf.with_columns(key.fill_null('no-time').alias('_window')), files, how['separator'])
-    windows = df['_window'].unique().sort().to_list()
-    if len(windows) == 1: return [source]
+    else: return [source], None
+    df = v.accepted.with_columns(key.alias('_window'))
+    sizes = df['_window'].drop_nulls().value_counts().sort('_window')
+    if sizes.filter(pl.col('count') >= max(1, min_rows)).height < 2: return [source], None
+    windows = sizes['_window'].to_list()
     folder.mkdir(parents=True, exist_ok=True)
     stem = files[0].stem if len(files) == 1 else 'batch'
     for w in windows: df.filter(pl.col('_window') == w).drop('_window', 'source_row').write_parquet(folder/f'{stem}-{w}.parquet')
-    return [str(folder/f'{stem}-{w}.parquet') for w in windows]
+    return [str(folder/f'{stem}-{w}.parquet') for w in windows], v
 
 # %% ../nbs/65_monitor.ipynb #9d6ab337
 def monitor_windows(cfg:dict, # project configuration
@@ -335,13 +333,25 @@ def monitor_windows(cfg:dict, # project configuration
                     overrides:list[str]=(), # parameter overrides, NAME=VALUE (monitor stage) or STAGE.NAME=VALUE
                     engine:str|None=None, # polars or spark: what reads, checks and summarises each batch; `[engine] name` by default
                    )->dict:
-    "Monitor a file batch by batch, split by the project's window; each batch's record, in time order, and what the file showed in all."
-    champ = version_bundle(cfg, 'champion', load=False)
+    "Monitor a file batch by batch, held to the contract as a whole and split by the project's window; each batch's record, and the file's."
+    champ, run_id = version_bundle(cfg, 'champion', load=False), new_run_id()
     if champ.contract is None: raise LookupError(f"{champ.name} v{champ.version} has no data contract, and the project has none: run `mlops-nb run` first")
-    parts = window_parts(cfg, source, champ.contract, Path(cfg['paths']['runs'])/'monitor-parts'/new_run_id())
+    p = resolve_params(cfg, [o if '.' in o.split('=', 1)[0] else f'monitor.{o}' for o in overrides], ['monitor'])['monitor']
+    parts, v = ([source], None) if engine_name(cfg, engine) == 'spark' else \
+               window_parts(cfg, source, champ.contract, Path(cfg['paths']['runs'])/'monitor-parts'/run_id, p['min_rows'])
     batches = [monitor_file(cfg, part, labels, allow_retrain, overrides, engine) for part in parts]
-    return {'source': source, 'model': champ.name, 'batches': batches, 'alerts': [a for b in batches for a in b['alerts']],
-            'rows': sum(b['accepted'] for b in batches), 'quarantined': sum(b['quarantined'] for b in batches)}
+    alerts = [a for b in batches for a in b['alerts']]
+    if v is None: return {**batches[0], 'batches': batches}  # one window: the batch's record is the file's
+    ctx = StageContext('monitor', cfg, run_id, Path(cfg['paths']['runs'])/run_id, p, {})
+    held = {'rows': v.quarantined.height, 'of': v.rows_read, 'limit': champ.contract['dataset'].get('max_quarantined_share', 0.01), 'reasons': v.reasons}
+    alerts = [{**a, 'batch': Path(source).stem, 'model': champ.name, 'version': champ.version, 'run_id': run_id}
+              for a in check_alerts(None, None, None, p, champ.schema['task'], 0, held)] + alerts
+    record = ctx.save_record({'source': source, 'batches': [b['batch'] for b in batches], 'accepted': v.accepted.height, 'quarantined': v.quarantined.height,
+                              'quarantine': ctx.snapshot(v.quarantined) if v.quarantined.height else None, 'departures': v.departures,
+                              'alerts': alerts, 'model': champ.name, 'version': champ.version})
+    write_json(ctx.run_dir/'manifest.json', {'run_id': run_id, 'kind': 'monitor', 'command': f'mlops-nb monitor {source}', 'status': 'ok',
+                                             'git': git_state(cfg['root']), 'environment': environment_info(), 'record': str(ctx.record_path('monitor'))})
+    return {**record, 'batches': batches}
 
 # %% ../nbs/65_monitor.ipynb #356ea823
 def batch_document(record:dict, # a batch's record, from `monitor_file`

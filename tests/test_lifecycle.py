@@ -225,7 +225,8 @@ def test_monitoring_a_batch_file_alerts_with_exit_3_and_joins_labels_that_arrive
     assert 'ALERT [drift] december' in r.stdout and f'against flights-late v{before}' in r.stdout
     found = cli(root, 'card').stdout.split('## Found by monitoring')[1]
     assert ' batch december: drift: ' in found and 'PSI' in found, found
-    r = cli(root, 'monitor', 'december.csv', '--labels', 'december-labels.csv', '-p', 'alert_min_drifted=100', '-p', 'alert_max_null_increase=1')
+    r = cli(root, 'monitor', 'december.csv', '--labels', 'december-labels.csv', '-p', 'alert_min_drifted=100', '-p', 'alert_max_null_increase=1',
+            '-p', 'alert_multivariate=false')
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     history = [json.loads(l) for l in (root/'runs'/'monitoring.jsonl').read_text().splitlines()]
     assert [h['labelled'] for h in history if h['source'] == 'command'] == [False, True]
