@@ -14,12 +14,12 @@ from .pipeline import RunLocked, StageFailed, earlier_runs, run_lock, run_pipeli
 from .report import diff_markdown, diff_table, quarantine_line, run_diff
 
 # %% auto #0
-__all__ = ['GROUPS', 'summary_table', 'arg_docs', 'option', 'at_least_one', 'share', 'show', 'explain', 'main', 'init_command',
-           'add_init', 'run_command', 'add_run', 'versions_command', 'card_command', 'move_command', 'lineage_command',
-           'reproduce_command', 'add_registry', 'score_command', 'serve_command', 'package_command', 'deployed_command',
-           'add_deployment', 'monitoring_command', 'traffic_command', 'as_json', 'show_batch', 'monitor_command',
-           'add_monitoring', 'find_run', 'diff_command', 'scorecard_command', 'readme_command', 'docs_command',
-           'add_reports', 'parser', 'commands']
+__all__ = ['GROUPS', 'summary_table', 'arg_docs', 'option', 'at_least_one', 'share', 'show', 'explain', 'model_name', 'main',
+           'init_command', 'add_init', 'run_command', 'add_run', 'versions_command', 'card_command', 'move_command',
+           'lineage_command', 'reproduce_command', 'add_registry', 'score_command', 'serve_command', 'package_command',
+           'deployed_command', 'add_deployment', 'monitoring_command', 'traffic_command', 'as_json', 'show_batch',
+           'monitor_command', 'add_monitoring', 'find_run', 'diff_command', 'scorecard_command', 'readme_command',
+           'docs_command', 'add_reports', 'parser', 'commands']
 
 # %% ../nbs/99_cli.ipynb #7ffd2bb4
 def summary_table(manifest:dict # a run's manifest
@@ -75,13 +75,17 @@ def show(df:pl.DataFrame)->str:
         return str(df)
 
 # %% ../nbs/99_cli.ipynb #2d4ad39f
-def explain(e:Exception)->str|None:
+def explain(e:Exception, # what went wrong
+            model:str|None=None, # the project's registered model, to name it
+           )->str|None:
     "What went wrong, in words, for the errors a user can fix; None for a bug, which should show its traceback."
     from mlflow.exceptions import MlflowException
+    from mlops_nb.register import permission_refused
     from requests.exceptions import RequestException
     uri = os.environ.get('MLFLOW_TRACKING_URI')
     if isinstance(e, MlflowException):
         text = e.message
+        if refused := permission_refused(text, uri, os.environ.get('MLFLOW_TRACKING_USERNAME'), model): return refused
         if any(s in text for s in ('Max retries exceeded', 'Connection refused', 'Failed to establish', 'ConnectionError')):
             return f"the tracking server{f' at {uri}' if uri else ''} cannot be reached: start it, or point MLFLOW_TRACKING_URI at a running one ({text.splitlines()[0][:200]})"
         return text
@@ -91,6 +95,11 @@ def explain(e:Exception)->str|None:
     if type(e).__name__ in ('AnalysisException', 'PySparkRuntimeError', 'SparkConnectGrpcException', 'Py4JNetworkError'):
         return f"Spark: {str(e).strip().splitlines()[0][:300]}"  # the cluster, the files or the configuration; a bug in a task shows its traceback
     return None
+
+def model_name(args)->str|None:
+    "The project's registered model, for messages; None when the configuration cannot be read."
+    try: return load_config(getattr(args, 'root', None))['mlflow']['model_name']
+    except Exception: return None  # the error being explained may be this very configuration's
 
 def main(argv:list[str]|None=None # arguments; `sys.argv[1:]` by default
         )->int:
@@ -103,7 +112,7 @@ def main(argv:list[str]|None=None # arguments; `sys.argv[1:]` by default
     except OSError as e: print(f'mlops-nb: note: could not register the Jupyter kernel ({e})', file=sys.stderr)
     try: return args.func(args)
     except Exception as e:
-        if (message := explain(e)) is None: raise
+        if (message := explain(e, model_name(args))) is None: raise
         print(f'mlops-nb: error: {message}', file=sys.stderr)
         return 2
 

@@ -343,7 +343,10 @@ def _reuse(folder, run_dir, stem):
 def _failure(name, error, path, tracking_uri):
     where = f"in cell {error['cell']} ({error['source']})" if error.get('cell') is not None else ''
     unreachable = any(s in error['message'] for s in ('Max retries exceeded', 'Connection refused', 'ConnectionError'))
-    hint = f"\n  the tracking server at {tracking_uri} could not be reached: start it (or fix MLFLOW_TRACKING_URI) and run again" if unreachable else ''
+    from mlops_nb.register import permission_refused  # on the failure path only: importing MLflow costs a run a second
+    refused = permission_refused(error['message'], tracking_uri, os.environ.get('MLFLOW_TRACKING_USERNAME'))
+    hint = f"\n  the tracking server at {tracking_uri} could not be reached: start it (or fix MLFLOW_TRACKING_URI) and run again" if unreachable \
+           else f"\n  {refused}" if refused else ''
     return (f"stage '{name}' failed {where}: {error['error']}: {error['message']}{hint}\n"
             f"  the executed notebook is kept at {path}\n  run again to resume from '{name}'")
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_register.ipynb #85ed906a
 from __future__ import annotations
-import getpass, json, os, secrets, shutil, subprocess, time
+import getpass, json, os, re, secrets, shutil, subprocess, time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,10 +24,11 @@ try: import tomllib
 except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
-__all__ = ['ALIAS_EVENT', 'DEPLOYMENT_EVENT', 'CARD', 'FOUND', 'LINEAGE_TAGS', 'ledger_path', 'deployments_path', 'record_event',
-           'events', 'alias_history', 'deployments', 'alias_version', 'move_alias', 'promote', 'rollback',
-           'lineage_tags', 'register_version', 'store_card', 'read_card', 'add_findings', 'register_stage',
-           'project_contract', 'VersionBundle', 'version_bundle', 'versions', 'lineage', 'reproduce']
+__all__ = ['ALIAS_EVENT', 'DEPLOYMENT_EVENT', 'CARD', 'FOUND', 'ACTIONS', 'LINEAGE_TAGS', 'ledger_path', 'deployments_path',
+           'record_event', 'events', 'alias_history', 'deployments', 'alias_version', 'move_alias', 'promote',
+           'rollback', 'lineage_tags', 'register_version', 'store_card', 'read_card', 'add_findings', 'register_stage',
+           'project_contract', 'VersionBundle', 'version_bundle', 'permission_refused', 'versions', 'lineage',
+           'reproduce']
 
 # %% ../nbs/40_register.ipynb #f5e1b244
 ALIAS_EVENT, DEPLOYMENT_EVENT = 'mlops_nb.alias.', 'mlops_nb.deployment.'
@@ -301,6 +302,34 @@ def version_bundle(cfg:dict, # project configuration
     except (MlflowException, OSError): estimator = None  # a version made before estimates
     return VersionBundle(mv.name, str(mv.version), dict(mv.tags), list(mv.aliases), mv.creation_timestamp, run_id, model, schema,
                          reference, contract, holdout, settings, estimator)
+
+# %% ../nbs/40_register.ipynb #917a4079
+ACTIONS = {'registered-models/alias': ('move an alias of the registered model (promote, rollback, a gate that passed)', 'EDIT', 'registered_model'),
+           'model-versions/create': ('register a model version', 'EDIT', 'registered_model'),
+           'registered-models/create': ('create the registered model', 'EDIT', 'registered_model'),
+           'model-versions/set-tag': ("tag a model version (its card, findings and lineage)", 'EDIT', 'registered_model'),
+           'registered-models/set-tag': ('tag the registered model (its alias history and deployments)', 'EDIT', 'registered_model'),
+           'runs/create': ('record a run in the experiment (training, evaluation, monitoring)', 'EDIT', 'experiment'),
+           'experiments/create': ('create an experiment', 'EDIT', 'experiment')}
+
+def permission_refused(text:str, # an MLflow error's message
+                       uri:str|None, # the tracking server
+                       user:str|None, # who the client says it is (MLFLOW_TRACKING_USERNAME)
+                       model:str|None=None, # the project's registered model
+                      )->str|None:
+    "A tracking server's refusal in words: the action, the permission it needs, who may grant it; None for any other error."
+    found = re.search(r'endpoint /api/2\.0/mlflow/(\S+) failed with error code (401|403)', text)
+    if not found: return None
+    where, who = f"the tracking server{f' at {uri}' if uri else ''}", f"user '{user}'" if user else 'an anonymous client'
+    if found.group(2) == '401':
+        return (f"{where} did not accept the credentials of {who}: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an "
+                "account on it (an admin creates accounts)")
+    action, permission, kind = ACTIONS.get(found.group(1), (f'call {found.group(1)}', 'a', 'registered_model'))
+    name = model if kind == 'registered_model' and model else 'NAME' if kind == 'registered_model' else 'EXPERIMENT_ID'
+    what = f"registered model '{model}'" if kind == 'registered_model' and model else kind.replace('_', ' ')
+    return (f"{where} refused to let {who} {action}: that needs the {permission} permission on the {what}. An admin of the server "
+            f"grants it, for example `AuthServiceClient(URI).grant_user_permission('{user or 'USER'}', '{kind}', '{name}', '{permission}')` "
+            "(mlflow.server.auth.client), or on the server's admin pages")
 
 # %% ../nbs/40_register.ipynb #0fe10c25
 def versions(cfg:dict)->pl.DataFrame:
