@@ -313,9 +313,9 @@ def window_parts(cfg:dict, # project configuration
     try: v, files = read_batch(source, cfg['root'], contract, how['separator'], how['null_values'])
     except DataSourceError: return [source], None  # monitor_file says what is wrong with the file
     names = v.accepted.columns
-    if time and time in names and p['window'] != 'rows': key = batch_key(pl.col(time), p['window'])
-    elif p['window'] == 'rows' and p['batch_rows'] > 0: key = pl.format('rows-{}', (pl.col('source_row') // p['batch_rows']).cast(pl.String).str.zfill(6))
-    else: return [source], None
+    timed = bool(time and time in names)
+    if not timed and not (p['window'] == 'rows' and p['batch_rows'] > 0): return [source], None  # no time, no block size: one batch
+    key = batch_key(pl.col(time) if timed else None, p['window'], p['batch_rows'], v.accepted.height)  # the data stage's own batches
     df = v.accepted.with_columns(key.alias('_window'))
     sizes = df['_window'].drop_nulls().value_counts().sort('_window')
     if sizes.filter(pl.col('count') >= max(1, min_rows)).height < 2: return [source], None
