@@ -10,7 +10,8 @@ from pathlib import Path
 import polars as pl
 
 from .core import ENGINES, ConfigError, load_config, new_run_id, register_kernel
-from .pipeline import RunLocked, StageFailed, earlier_runs, run_lock, run_pipeline
+from .pipeline import StageFailed, earlier_runs, run_lock, run_pipeline
+from .store import RunLocked, StoreError
 from .report import diff_markdown, diff_table, quarantine_line, run_diff
 
 # %% auto #0
@@ -91,7 +92,7 @@ def explain(e:Exception, # what went wrong
         return text
     if isinstance(e, RequestException): return f"the tracking server{f' at {uri}' if uri else ''} cannot be reached: {type(e).__name__}"
     if isinstance(e, PermissionError): return f"cannot write {e.filename}: permission denied; run from a folder you can write to, or fix its permissions"
-    if isinstance(e, (ConfigError, ValueError, LookupError, OSError, RunLocked)): return str(e)
+    if isinstance(e, (ConfigError, ValueError, LookupError, OSError, RunLocked, StoreError)): return str(e)
     if type(e).__name__ in ('AnalysisException', 'PySparkRuntimeError', 'SparkConnectGrpcException', 'Py4JNetworkError'):
         return f"Spark: {str(e).strip().splitlines()[0][:300]}"  # the cluster, the files or the configuration; a bug in a task shows its traceback
     return None
@@ -139,8 +140,9 @@ def add_init(sub):
 # %% ../nbs/99_cli.ipynb #bc4ad7e7
 def run_command(args)->int:
     "`mlops-nb run`: the pipeline; 0 when every stage succeeded, 1 when one failed, 2 when the run could not start."
-    try: manifest = run_pipeline(args.root, args.config, args.param, args.force, args.only, args.start, args.wait)
-    except (ConfigError, RunLocked, OSError) as e:
+    try: manifest = run_pipeline(args.root, args.config, args.param, args.force, args.only, args.start, args.wait,
+                                 stage=args.stage, run_id=args.run_id)
+    except (ConfigError, RunLocked, StoreError, OSError) as e:
         print(f'mlops-nb: error: {explain(e) or e}', file=sys.stderr)
         return 2
     except StageFailed as e:
@@ -159,6 +161,8 @@ def add_run(sub):
     option(run, '--force', doc=doc['force'], action='store_true')
     option(run, '--only', doc=doc['only'], metavar='STAGE')
     option(run, '--from', doc=doc['start'], dest='start', metavar='STAGE')
+    option(run, '--stage', doc=doc['stage'], metavar='STAGE')
+    option(run, '--run-id', doc=doc['run_id'], metavar='ID')
     option(run, '--wait', doc=doc['wait'], action='store_true')
     run.set_defaults(func=run_command)
 

@@ -23,8 +23,8 @@ except ModuleNotFoundError: import tomli as tomllib
 # %% auto #0
 __all__ = ['DEFAULT_CONFIG', 'STAGE_DEFAULTS', 'ENGINES', 'PARAM_TYPES', 'NOT_RECORDED', 'KEY_PACKAGES', 'KERNEL_NAME',
            'KERNEL_SPEC', 'find_root', 'ConfigError', 'merge_config', 'default_model_name', 'load_config',
-           'engine_name', 'new_run_id', 'file_digest', 'frame_digest', 'atomic_path', 'atomic_write', 'write_json',
-           'Param', 'parse_parameters', 'coerce', 'notebook_parameters', 'shown_commit', 'git_state',
+           'engine_name', 'new_run_id', 'safe_run_id', 'file_digest', 'frame_digest', 'atomic_path', 'atomic_write',
+           'write_json', 'Param', 'parse_parameters', 'coerce', 'notebook_parameters', 'shown_commit', 'git_state',
            'environment_info', 'secret_values', 'redact', 'find_secrets', 'notebooks_dir', 'stage_notebook',
            'scratch_config', 'parse_overrides', 'resolve_params', 'stage_file', 'StageContext', 'stage_context',
            'stage_function', 'run_stage_function', 'register_kernel']
@@ -33,7 +33,9 @@ __all__ = ['DEFAULT_CONFIG', 'STAGE_DEFAULTS', 'ENGINES', 'PARAM_TYPES', 'NOT_RE
 DEFAULT_CONFIG = {
     'paths': {'notebooks': 'nbs', 'runs': 'runs', 'data': 'data', 'artifacts': 'mlartifacts', 'contracts': '.', 'predictions': 'predictions'},
     'mlflow': {'tracking_uri': 'sqlite:///mlflow.db', 'experiment': 'mlops-nb', 'model_name': ''},
-    'secrets': ['MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_PASSWORD', 'MLOPS_NB_API_TOKEN', 'MLOPS_NB_ALERT_WEBHOOK', 'SPARK_REMOTE'],
+    'store': {'url': '', 'options': {}},
+    'secrets': ['MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_PASSWORD', 'MLOPS_NB_API_TOKEN', 'MLOPS_NB_ALERT_WEBHOOK', 'SPARK_REMOTE',
+                'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'],
     'engine': {'name': 'polars', 'spark': {'master': 'local[2]', 'remote': '', 'conf': {}}},
     'pipeline': {'stages': ['data', 'train', 'evaluate', 'register', 'deploy', 'monitor']},
     'stages': {
@@ -60,7 +62,7 @@ class ConfigError(ValueError): "A configuration file or value that mlops_nb cann
 def merge_config(base:dict, # the defaults
                  override:dict, # what the user wrote
                  where:str='', # dotted path of `base`, for error messages
-                 open_tables=('stages', 'params', 'conf'), # tables whose keys are the user's to choose
+                 open_tables=('stages', 'params', 'conf', 'options'), # tables whose keys are the user's to choose
                 )->dict:
     "Merge `override` over `base`, refusing keys `base` does not know."
     out = deepcopy(base)
@@ -107,6 +109,8 @@ def load_config(root:Path|str|None=None, # project root; found with `find_root` 
     cfg['mlflow']['tracking_uri'] = _absolute_sqlite(cfg['mlflow']['tracking_uri'], root)
     cfg['mlflow']['model_name'] = cfg['mlflow']['model_name'] or default_model_name(root, cfg['stages']['data']['params'])
     cfg['paths'] = {k: str((root/v).resolve()) for k, v in cfg['paths'].items()}
+    store = os.environ.get('MLOPS_NB_STORE', cfg['store']['url'])
+    cfg['store']['url'] = store if '://' in store or not store else str((root/store).resolve())
     cfg['root'], cfg['config_file'] = str(root), str(path)
     return cfg
 
@@ -125,6 +129,13 @@ def engine_name(cfg:dict, # project configuration
 def new_run_id()->str:
     "A sortable, unique run id: UTC time to the millisecond (two runs can start within one second) and six random hex digits."
     return datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')[:-3] + 'Z-' + secrets.token_hex(3)
+
+def safe_run_id(given:str # a run id chosen elsewhere, such as an orchestrator's run of the DAG
+               )->str:
+    "`given` as a folder and object name: every run of characters other than letters, digits, `.`, `_` and `-` becomes one `-`."
+    safe = re.sub(r'[^A-Za-z0-9._-]+', '-', given).strip('-.')
+    if not safe: raise ConfigError(f"run id {given!r} has no letter or digit to name a run folder by")
+    return safe
 
 # %% ../nbs/00_core.ipynb #aa7534fc
 def file_digest(path:Path|str, # file to hash
@@ -323,7 +334,7 @@ def scratch_config(cfg:dict)->dict:
     contract = Path(cfg['paths']['contracts'])/cfg['stages']['data']['params'].get('contract', 'contract.toml')
     cfg = deepcopy(cfg)
     cfg['paths'].update({k: str(scratch/k) for k in ('runs', 'data', 'artifacts', 'contracts', 'predictions')})
-    cfg['mlflow']['tracking_uri'] = f"sqlite:///{(scratch/'mlflow.db').as_posix()}"
+    cfg['mlflow']['tracking_uri'], cfg['store']['url'] = f"sqlite:///{(scratch/'mlflow.db').as_posix()}", ''
     if contract.is_file():
         Path(cfg['paths']['contracts']).mkdir(parents=True)
         shutil.copy(contract, cfg['paths']['contracts'])

@@ -12,17 +12,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import mlops_nb
-from .core import (ConfigError, atomic_write, environment_info, file_digest, git_state, load_config, new_run_id, stage_file,
+from .core import (ConfigError, atomic_write, environment_info, file_digest, git_state, load_config, new_run_id, safe_run_id, stage_file,
                            find_secrets, redact, resolve_params, secret_values, stage_notebook, write_json)
 from .kernel import ProjectKernelManager, WarmKernel, stage_engine
 from .report import quarantine_line, render_html, verdict_first, verdict_markdown, write_index
+from .store import RunLocked, Store, open_store, places, relocate, pull_manifests, pull_stage, push_run, store_lock
 
 # %% auto #0
-__all__ = ['STAGE_TAG', 'SHAPING', 'stage_order', 'downstream', 'upstream_of', 'program_cells', 'stage_program',
+__all__ = ['STAGE_TAG', 'SHAPING', 'PLACES', 'stage_order', 'downstream', 'upstream_of', 'program_cells', 'stage_program',
            'notebook_digest', 'code_digest', 'digest_of', 'stage_key', 'current_alias', 'version_source',
            'record_still_valid', 'earlier_runs', 'cache_decision', 'stage_environment', 'execute_stage', 'SecretLeak',
-           'scrub_secrets', 'RunLocked', 'run_lock', 'selection', 'close_mlflow_runs', 'mark_interrupted',
-           'StageFailed', 'stage_variables', 'warm_kernel', 'finish_report', 'run_stage', 'finished_reports', 'Run',
+           'scrub_secrets', 'run_lock', 'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed',
+           'stage_variables', 'warm_kernel', 'finish_report', 'run_stage', 'finished_reports', 'Run', 'continued',
            'start_run', 'fail', 'execute', 'run_one', 'finish_run', 'run_pipeline']
 
 # %% ../nbs/70_pipeline.ipynb #f7180cd4
@@ -98,6 +99,7 @@ def digest_of(obj)->str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 SHAPING = ('inputs', 'outputs', 'schema')  # the parts of an upstream record that shape what a stage reads
+PLACES = {k: f'<{k}>' for k in ('root', 'runs', 'data', 'prefix')}  # paths in them are keyed by place, so working copies agree
 
 def stage_key(cfg:dict, stage:str, # the project's configuration and the stage
               values:dict, # stage -> its resolved parameters
@@ -108,7 +110,7 @@ def stage_key(cfg:dict, stage:str, # the project's configuration and the stage
     "What a stage's result depends on: notebook, code, environment, its own and every upstream stage's parameters, upstream records."
     return {'notebook': notebook_digest(stage_notebook(cfg, stage)), 'code': code, 'environment': digest_of(env['packages']),
             'params': values[stage], 'upstream': {n: values[n] for n in sorted(upstream_of(cfg, stage))},
-            'inputs': {n: digest_of({k: records[n].get(k) for k in SHAPING}) for n in cfg['stages'][stage]['needs']}}
+            'inputs': {n: digest_of(relocate({k: records[n].get(k) for k in SHAPING}, places(cfg), PLACES)) for n in cfg['stages'][stage]['needs']}}
 
 # %% ../nbs/70_pipeline.ipynb #4875755b
 import sqlite3
@@ -193,6 +195,7 @@ def cache_decision(runs:list[dict], # earlier manifests, newest first
                    runs_dir:Path, # where their folders are
                    stage:str, key:dict,
                    cfg:dict|None=None, # the project's configuration, to check aliases
+                   fetch=None, # `fetch(run_id, stem)` brings a stage of an earlier run in from the shared store
                   )->tuple:
     "`((run id, folder), None)` for a reusable earlier result of `stage`, else `(None, why it must run)`."
     latest = done = None
@@ -205,6 +208,7 @@ def cache_decision(runs:list[dict], # earlier manifests, newest first
         if _differences(key, entry['key']): continue
         source = entry.get('cached_from') or m['run_id']
         record_path = stage_file(runs_dir/m['run_id'], entry['notebook'])
+        if fetch and not record_path.exists(): fetch(m['run_id'], Path(entry['notebook']).stem)
         if not record_path.exists(): continue
         stale = record_still_valid(json.loads(record_path.read_text()), cfg)
         if stale: return None, stale
@@ -265,8 +269,6 @@ def scrub_secrets(paths:list[Path], # files to check
     return leaks
 
 # %% ../nbs/70_pipeline.ipynb #739d4158
-class RunLocked(RuntimeError): "Another run holds the project's lock."
-
 @contextmanager
 def run_lock(runs_dir:Path, # the project's runs folder
              run_id:str, # the run asking for the lock
@@ -291,13 +293,16 @@ def _save(run_dir, manifest, secrets):
     write_index(run_dir, manifest)
 
 # %% ../nbs/70_pipeline.ipynb #d006ea22
-def selection(cfg:dict, only:str|None=None, start:str|None=None, force:bool=False)->dict:
-    "Stage -> 'run' (decided by the cache), 'force', 'reuse' (must come from the cache) or 'skip'."
-    for n in (only, start):
+def selection(cfg:dict, only:str|None=None, start:str|None=None, force:bool=False,
+              stage:str|None=None, # run just this stage as the cache decides, the stages it needs already done
+             )->dict:
+    "Stage -> 'run' (decided by the cache), 'force', 'reuse' (must come from the cache), 'skip' or 'later' (another task's)."
+    for n in (only, start, stage):
         if n and n not in stage_order(cfg): raise ConfigError(f"unknown stage '{n}'; stages: {', '.join(stage_order(cfg))}")
-    if only and start: raise ConfigError('use --only or --from, not both')
+    if sum(map(bool, (only, start, stage))) > 1: raise ConfigError('use one of --only, --from and --stage')
     order = stage_order(cfg)
     if only: return {n: 'force' if n == only else 'reuse' if n in upstream_of(cfg, only) else 'skip' for n in order}
+    if stage: return {n: ('force' if force else 'run') if n == stage else 'reuse' if n in upstream_of(cfg, stage) else 'later' for n in order}
     if start: return {n: 'force' if n in downstream(cfg, start) else 'reuse' for n in order}
     return {n: 'force' if force else 'run' for n in order}
 
@@ -337,6 +342,7 @@ def mark_interrupted(runs_dir:Path, # the project's runs folder
 class StageFailed(RuntimeError): "A stage failed; the message names the stage, the cell and the error."
 
 def _reuse(folder, run_dir, stem):
+    if Path(folder) == Path(run_dir): return  # a stage this run did already
     for x in ('ipynb', 'html', 'json'):
         if (folder/f'{stem}.{x}').exists(): shutil.copy2(folder/f'{stem}.{x}', run_dir/f'{stem}.{x}')
 
@@ -422,27 +428,40 @@ class Run:
     records: dict = field(default_factory=dict)  # stage -> its record in this run
     warm: WarmKernel|None = None  # the run's kernel, once a stage needs one
     reports: list = field(default_factory=list)  # reports being finished in the background
+    store: Store|None = None  # the shared store, when the project has one
+    pulled: list = field(default_factory=list)  # ids of the runs this copy first saw in the store
+    pushed: dict = field(default_factory=dict)  # what was sent to the store already
 
     @property
     def run_dir(self)->Path: return Path(self.manifest['run_dir'])
 
     def save(self):
-        "Write the manifest and the run's index page, secrets redacted."
+        "Write the manifest and the run's index page, secrets redacted; send what changed to the store."
         _save(self.run_dir, self.manifest, self.secrets)
+        if self.store: push_run(self.store, self.run_dir, places(self.cfg), self.pushed)
 
-def start_run(cfg:dict, plan:dict, values:dict, secrets:dict, runs:list, run_id:str, echo=print)->Run:
-    "The run, with its folder and a manifest listing every stage as pending."
-    run_dir = Path(cfg['paths']['runs'])/run_id
-    run_dir.mkdir(parents=True)
-    manifest = {'run_id': run_id, 'status': 'running', 'started_at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-                'command': sys.argv, 'root': cfg['root'], 'run_dir': str(run_dir), 'git': git_state(cfg['root']), 'environment': environment_info(),
-                'mlflow': {'tracking_uri': cfg['mlflow']['tracking_uri']}, 'code_digest': code_digest(),
-                'stages': [{'name': n, 'notebook': cfg['stages'][n]['notebook'], 'status': 'pending'} for n in plan]}
-    echo(f"mlops-nb run {run_id}: {len(plan)} stages -> {run_dir}")
+def continued(manifest:dict, plan:dict)->dict:
+    "An earlier manifest of this run, taken up again: stages not done are pending again, the one to run starts afresh."
+    stages = [s if s['status'] in ('ran', 'cached') and plan[s['name']] not in ('run', 'force') else
+              {'name': s['name'], 'notebook': s['notebook'], 'status': 'pending'} for s in manifest['stages']]
+    return {**manifest, 'status': 'running', 'command': sys.argv, 'stages': stages}
+
+def start_run(cfg:dict, plan:dict, values:dict, secrets:dict, runs:list, run_id:str, echo=print,
+              store:Store|None=None, # the shared store, when the project has one
+             )->Run:
+    "The run, with its folder and a manifest listing every stage as pending; or, when `run_id` ran some stages already, that run taken up again."
+    run_dir, earlier = Path(cfg['paths']['runs'])/run_id, next((m for m in runs if m['run_id'] == run_id), None)
+    run_dir.mkdir(parents=True, exist_ok=earlier is not None)
+    manifest = continued(earlier, plan) if earlier else {
+        'run_id': run_id, 'status': 'running', 'started_at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        'command': sys.argv, 'root': cfg['root'], 'run_dir': str(run_dir), 'places': places(cfg), 'git': git_state(cfg['root']),
+        'environment': environment_info(), 'mlflow': {'tracking_uri': cfg['mlflow']['tracking_uri']}, 'code_digest': code_digest(),
+        'stages': [{'name': n, 'notebook': cfg['stages'][n]['notebook'], 'status': 'pending'} for n in plan]}
+    echo(f"mlops-nb run {run_id}{' (taken up again)' if earlier else ''}: {len(plan)} stages -> {run_dir}")
     if manifest['git']['commit'] is None:
         echo(f"note: {cfg['root']} is not a git repository (or has no commit), so this run cannot record which code made it; "
              "`git init` and commit to record it")
-    run = Run(cfg, plan, values, secrets, manifest, runs, echo)
+    run = Run(cfg, plan, values, secrets, manifest, runs, echo, store=store)
     run.save()
     return run
 
@@ -467,7 +486,7 @@ def execute(run:Run, i:int, name:str, why:str):
     entry, started, stem = run.manifest['stages'][i], time.time(), Path(run.cfg['stages'][name]['notebook']).stem
     entry['status'] = 'running'
     run.save()
-    run.warm = run.warm or warm_kernel(run.cfg, [n for n in list(run.plan)[i:] if run.plan[n] != 'skip'], run.run_dir, run.manifest['run_id'])
+    run.warm = run.warm or warm_kernel(run.cfg, [n for n in list(run.plan)[i:] if run.plan[n] not in ('skip', 'later')], run.run_dir, run.manifest['run_id'])
     try: error = run_stage(run.cfg, name, run.run_dir, run.manifest['run_id'], run.values[name], run.secrets, run.manifest['git'], run.warm, run.reports)
     except KeyboardInterrupt: error = {'error': 'KeyboardInterrupt', 'message': 'interrupted'}
     if error:
@@ -480,16 +499,22 @@ def execute(run:Run, i:int, name:str, why:str):
 def run_one(run:Run, i:int, name:str):
     "Reuse stage `name`, the `i`-th of the run, from the cache, or execute it; its entry in the manifest says which and why."
     how, entry, tag = run.plan[name], run.manifest['stages'][i], f'[{i + 1}/{len(run.plan)}] {name:<10}'
-    if how == 'skip':
-        entry['status'] = 'not selected'
+    if how in ('skip', 'later'):
+        entry['status'] = 'not selected' if how == 'skip' else entry['status']
+        return
+    runs_dir, stem = Path(run.cfg['paths']['runs']), Path(entry['notebook']).stem
+    fetch = (lambda rid, s: pull_stage(run.store, runs_dir, rid, s, places(run.cfg))) if run.store else None
+    if how == 'reuse' and entry['status'] in ('ran', 'cached'):  # an earlier task of this run did it
+        if fetch: fetch(run.manifest['run_id'], stem)
+        run.records[name] = json.loads((run.run_dir/f'{stem}.json').read_text())
         return
     key = stage_key(run.cfg, name, run.values, run.records, run.manifest['code_digest'], run.manifest['environment'])
-    hit, why = (None, 'forced') if how == 'force' else cache_decision(run.runs, Path(run.cfg['paths']['runs']), name, key, run.cfg)
+    hit, why = (None, 'forced') if how == 'force' else cache_decision(run.runs, runs_dir, name, key, run.cfg, fetch)
     if how == 'reuse' and hit is None:
         fail(run, i, f"stage '{name}' has no reusable earlier result ({why}); run the whole pipeline first", status='not run')
     entry.update(key=key, params=run.values[name])
     run.echo(f'{tag} started')
-    started, stem = time.time(), Path(entry['notebook']).stem
+    started = time.time()
     if hit:
         _reuse(hit[1], run.run_dir, stem)
         entry.update(status='cached', cached_from=hit[0])
@@ -498,7 +523,8 @@ def run_one(run:Run, i:int, name:str):
     entry.update(duration_s=round(time.time() - started, 1), inputs=record.get('inputs', {}), outputs=record.get('outputs', {}),
                  metrics=record.get('metrics', {}), verdict=record.get('verdict'), **({'events': record['events']} if record.get('events') else {}),
                  **({'quarantine': record['quarantine']} if (record.get('quarantine') or {}).get('rows') else {}))
-    run.echo(f"{tag} {f'cached ({hit[0]})' if hit else f'ran ({why})'} in {entry['duration_s']} s")
+    shared = ', from the store' if hit and hit[0] in run.pulled else ''
+    run.echo(f"{tag} {f'cached ({hit[0]}{shared})' if hit else f'ran ({why})'} in {entry['duration_s']} s")
     if entry.get('quarantine'): run.echo(quarantine_line(name, entry['quarantine']))
     run.save()
 
@@ -513,7 +539,8 @@ def finish_run(run:Run, # the run, every stage done
         name = next(iter(leaked))
         fail(run, stages.index(name), _failure(name, leaked[name], run.run_dir/Path(run.cfg['stages'][name]['notebook']).name,
                                                run.cfg['mlflow']['tracking_uri']))
-    run.manifest.update(status='ok', finished_at=_now(), duration_s=round(time.time() - run.started, 1))
+    pending = [s['name'] for s in run.manifest['stages'] if s['status'] == 'pending']  # left to other tasks (`--stage`)
+    run.manifest.update(status='partial' if pending else 'ok', finished_at=_now(), duration_s=round(time.time() - run.started, 1))
     run.save()
     return run.manifest
 
@@ -526,15 +553,20 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
                  start:str|None=None, # run this stage and everything after it
                  wait:bool=False, # wait for another run of this project instead of refusing
                  echo=print, # where progress lines go
+                 stage:str|None=None, # run just this stage as the cache decides; the stages it needs must be done
+                 run_id:str|None=None, # the run to start, or to take up again (an orchestrator's run of the DAG)
                 )->dict:
     "Run the pipeline; the manifest. Raises `StageFailed` naming the stage, cell and error."
     cfg = load_config(root, config)
-    plan, values, secrets = selection(cfg, only, start, force), resolve_params(cfg, params, stage_order(cfg)), secret_values(cfg)
-    runs_dir, run_id = Path(cfg['paths']['runs']), new_run_id()
-    with run_lock(runs_dir, run_id, wait):
+    plan, values, secrets = selection(cfg, only, start, force, stage), resolve_params(cfg, params, stage_order(cfg)), secret_values(cfg)
+    runs_dir, run_id, store = Path(cfg['paths']['runs']), safe_run_id(run_id) if run_id else new_run_id(), open_store(cfg)
+    with store_lock(store, run_id, wait, echo=echo) if store else run_lock(runs_dir, run_id, wait):
+        pulled = pull_manifests(store, runs_dir, places(cfg)) if store else []
         for dead in mark_interrupted(runs_dir, cfg['mlflow']['tracking_uri']):
             echo(f"run {dead['run_id']} was interrupted in stage {dead['stage']}: marked so (MLflow runs closed: {dead['mlflow_runs_closed']})")
-        run = start_run(cfg, plan, values, secrets, earlier_runs(runs_dir), run_id, echo)
+            if store: push_run(store, runs_dir/dead['run_id'], places(cfg), {})
+        run = start_run(cfg, plan, values, secrets, earlier_runs(runs_dir), run_id, echo, store)
+        run.pulled = pulled
         try:
             for i, name in enumerate(plan): run_one(run, i, name)
         finally:
