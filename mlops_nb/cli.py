@@ -16,11 +16,11 @@ from .report import diff_markdown, diff_table, quarantine_line, run_diff
 
 # %% auto #0
 __all__ = ['GROUPS', 'summary_table', 'arg_docs', 'option', 'at_least_one', 'share', 'show', 'explain', 'model_name', 'main',
-           'init_command', 'add_init', 'run_command', 'add_run', 'versions_command', 'card_command', 'move_command',
-           'lineage_command', 'reproduce_command', 'add_registry', 'score_command', 'serve_command', 'package_command',
-           'deployed_command', 'add_deployment', 'monitoring_command', 'traffic_command', 'as_json', 'show_batch',
-           'monitor_command', 'add_monitoring', 'find_run', 'diff_command', 'scorecard_command', 'readme_command',
-           'docs_command', 'add_reports', 'parser', 'commands']
+           'init_command', 'add_init', 'run_command', 'export_command', 'add_export', 'add_run', 'versions_command',
+           'card_command', 'move_command', 'lineage_command', 'reproduce_command', 'add_registry', 'score_command',
+           'serve_command', 'package_command', 'deployed_command', 'add_deployment', 'monitoring_command',
+           'traffic_command', 'as_json', 'show_batch', 'monitor_command', 'add_monitoring', 'find_run', 'diff_command',
+           'scorecard_command', 'readme_command', 'docs_command', 'add_reports', 'parser', 'commands']
 
 # %% ../nbs/99_cli.ipynb #7ffd2bb4
 def summary_table(manifest:dict # a run's manifest
@@ -151,6 +151,31 @@ def run_command(args)->int:
     print(summary_table(manifest))
     print(f"run {manifest['run_id']} {manifest['status']} in {manifest['duration_s']} s; report: {manifest['run_dir']}/index.html")
     return 0
+
+def export_command(args)->int:
+    "`mlops-nb export airflow`: the project's pipeline and the monitoring of landing files as Airflow DAGs."
+    from mlops_nb.orchestrate import export_airflow
+    cfg = load_config(args.root)
+    path = export_airflow(cfg, args.out, args.mlops_nb, args.project_dir, args.schedule, args.incoming, args.monitor_schedule, args.retries)
+    print(f"wrote {path}: put it in your Airflow deployment's dags/ folder; every worker needs the project's checkout and mlops_nb "
+          "at the paths it names, and MLFLOW_TRACKING_URI (and the credentials) in its environment")
+    if not cfg['store']['url']:
+        print("note: this project has no [store] url, so its tasks find each other's results only when they all run on one machine")
+    return 0
+
+def add_export(sub):
+    "The `export` command, its options documented where `export_airflow` documents its parameters."
+    export, doc = sub.add_parser('export', help='write the project as Airflow DAGs: a task per stage, and monitoring of landing files'), \
+                  arg_docs('orchestrate', 'export_airflow')
+    option(export, 'target', doc='the orchestrator', choices=['airflow'])
+    option(export, '--out', doc=doc['out'], default='dags')
+    option(export, '--schedule', doc=doc['schedule'], default='@daily')
+    option(export, '--monitor-schedule', doc=doc['monitor_schedule'], default='@hourly')
+    option(export, '--incoming', doc=doc['incoming'])
+    option(export, '--project-dir', doc=doc['project'])
+    option(export, '--mlops-nb', doc=doc['executable'], dest='mlops_nb')
+    option(export, '--retries', doc=doc['retries'], type=int, default=2)
+    export.set_defaults(func=export_command)
 
 def add_run(sub):
     "The `run` command, its options documented where `run_pipeline` documents its parameters."
@@ -471,7 +496,7 @@ def add_reports(sub):
     docs.set_defaults(func=docs_command)
 
 # %% ../nbs/99_cli.ipynb #342cad2d
-GROUPS = (add_init, add_run, add_registry, add_deployment, add_monitoring, add_reports)
+GROUPS = (add_init, add_run, add_export, add_registry, add_deployment, add_monitoring, add_reports)
 
 def parser()->argparse.ArgumentParser:
     "The `mlops-nb` argument parser: each command group adds its commands, each command names the function that runs it."

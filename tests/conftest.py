@@ -14,7 +14,7 @@ if os.environ.get('PYTEST_XDIST_WORKER'): os.environ.setdefault('OMP_NUM_THREADS
 # About how many seconds each takes here (two workers, two cores). The longest start first, so that neither worker is left running a
 # long one at the end while the other idles; xdist's own order (groups with the most tests first) would start them last.
 # The Spark notebook weighs more than the Spark tests so that it runs before them: it stops its session at its end.
-SECONDS = {'test_lifecycle.py': 130, 'test_container.py': 100, 'test_auth.py': 85, 'test_estimate.py': 60, 'test_day_two.py': 110, 'test_notebooks.py::test_the_spark_notebook': 80, 'test_spark.py': 75,
+SECONDS = {'test_lifecycle.py': 130, 'test_airflow.py': 140, 'test_store.py': 115, 'test_container.py': 100, 'test_auth.py': 85, 'test_estimate.py': 60, 'test_day_two.py': 110, 'test_notebooks.py::test_the_spark_notebook': 80, 'test_spark.py': 75,
            'test_release.py': 65, 'test_notebooks.py::test_notebooks': 45, 'test_faults.py': 55, 'test_own_data.py': 40,
            'test_broken_files.py': 30, 'test_edges.py': 30, 'test_layers.py': 1}
 
