@@ -18,9 +18,10 @@ from .report import diff_markdown, diff_table, quarantine_line, run_diff
 __all__ = ['GROUPS', 'summary_table', 'arg_docs', 'option', 'at_least_one', 'share', 'show', 'explain', 'model_name', 'main',
            'init_command', 'add_init', 'run_command', 'export_command', 'add_export', 'add_run', 'versions_command',
            'card_command', 'move_command', 'lineage_command', 'reproduce_command', 'add_registry', 'score_command',
-           'serve_command', 'package_command', 'deployed_command', 'add_deployment', 'monitoring_command',
-           'traffic_command', 'as_json', 'show_batch', 'monitor_command', 'add_monitoring', 'find_run', 'diff_command',
-           'scorecard_command', 'readme_command', 'docs_command', 'add_reports', 'parser', 'commands']
+           'serve_command', 'webhook_command', 'package_command', 'deployed_command', 'add_deployment',
+           'monitoring_command', 'traffic_command', 'as_json', 'show_batch', 'monitor_command', 'add_monitoring',
+           'find_run', 'diff_command', 'scorecard_command', 'readme_command', 'docs_command', 'add_reports', 'parser',
+           'commands']
 
 # %% ../nbs/99_cli.ipynb #7ffd2bb4
 def summary_table(manifest:dict # a run's manifest
@@ -280,7 +281,18 @@ def serve_command(args)->int:
     print(f"serving {cfg['mlflow']['model_name']}@{args.alias}{beside} on http://{args.host}:{args.port} with {args.workers} worker(s) "
           f"({'bearer token required' if token else 'no authentication'})", flush=True)
     serve(cfg, args.host, args.port, args.workers, token, alias=args.alias, second=second, mode='shadow' if args.shadow else 'canary',
-          share=args.share, batch_rows=args.batch_rows, batch_wait_ms=args.batch_wait_ms)
+          share=args.share, batch_rows=args.batch_rows, batch_wait_ms=args.batch_wait_ms,
+          hook_secret=os.environ.get('MLOPS_NB_WEBHOOK_SECRET') or None)
+    return 0
+
+def webhook_command(args)->int:
+    "`mlops-nb webhook URL`: the tracking server tells the service at URL when an alias moves, instead of waiting for its next look."
+    register, cfg = _registry(args)
+    secret = os.environ.get('MLOPS_NB_WEBHOOK_SECRET')
+    if not secret: raise ConfigError('set MLOPS_NB_WEBHOOK_SECRET (from your secret store), here and in the service, and run again')
+    hook = register.alias_webhook(cfg, args.url, secret)
+    print(f"webhook {hook['id']} ({hook['name']}): {cfg['mlflow']['tracking_uri']} now POSTs every alias move of "
+          f"{cfg['mlflow']['model_name']} to {hook['url']}, signed; the service needs the same MLOPS_NB_WEBHOOK_SECRET")
     return 0
 
 def package_command(args)->int:
@@ -333,7 +345,10 @@ def add_deployment(sub):
     option(pack, '--image', doc=arg_docs('package', 'package')['image'])
     option(pack, '--no-wheels', doc='leave out the wheels (the build then needs them in OUT/wheels)', action='store_true')
     deployed = sub.add_parser('deployed', help='what each alias serves now, and the recorded deployments')
-    for command, func in ((score, score_command), (serve, serve_command), (pack, package_command), (deployed, deployed_command)):
+    hook = sub.add_parser('webhook', help="have the tracking server tell a service at once when an alias moves (MLflow's webhooks)")
+    option(hook, 'url', doc=arg_docs('register', 'alias_webhook')['url'])
+    for command, func in ((score, score_command), (serve, serve_command), (pack, package_command), (deployed, deployed_command),
+                          (hook, webhook_command)):
         command.set_defaults(func=func)
 
 # %% ../nbs/99_cli.ipynb #9477b332

@@ -35,7 +35,7 @@ DEFAULT_CONFIG = {
     'mlflow': {'tracking_uri': 'sqlite:///mlflow.db', 'experiment': 'mlops-nb', 'model_name': ''},
     'store': {'url': '', 'options': {}},
     'secrets': ['MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_PASSWORD', 'MLOPS_NB_API_TOKEN', 'MLOPS_NB_ALERT_WEBHOOK', 'SPARK_REMOTE',
-                'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'],
+                'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'MLOPS_NB_WEBHOOK_SECRET'],
     'engine': {'name': 'polars', 'spark': {'master': 'local[2]', 'remote': '', 'conf': {}}},
     'pipeline': {'stages': ['data', 'train', 'evaluate', 'register', 'deploy', 'monitor']},
     'stages': {

@@ -24,11 +24,11 @@ try: import tomllib
 except ModuleNotFoundError: import tomli as tomllib
 
 # %% auto #0
-__all__ = ['ALIAS_EVENT', 'DEPLOYMENT_EVENT', 'CARD', 'FOUND', 'ACTIONS', 'LINEAGE_TAGS', 'ledger_path', 'deployments_path',
-           'record_event', 'events', 'alias_history', 'deployments', 'alias_version', 'move_alias', 'promote',
-           'rollback', 'lineage_tags', 'register_version', 'store_card', 'read_card', 'add_findings', 'register_stage',
-           'project_contract', 'VersionBundle', 'version_bundle', 'permission_refused', 'versions', 'lineage',
-           'reproduce']
+__all__ = ['ALIAS_EVENT', 'DEPLOYMENT_EVENT', 'ALIAS_MOVED', 'CARD', 'FOUND', 'ACTIONS', 'LINEAGE_TAGS', 'ledger_path',
+           'deployments_path', 'record_event', 'events', 'alias_history', 'deployments', 'alias_version', 'move_alias',
+           'promote', 'rollback', 'alias_webhook', 'lineage_tags', 'register_version', 'store_card', 'read_card',
+           'add_findings', 'register_stage', 'project_contract', 'VersionBundle', 'version_bundle',
+           'permission_refused', 'versions', 'lineage', 'reproduce']
 
 # %% ../nbs/40_register.ipynb #f5e1b244
 ALIAS_EVENT, DEPLOYMENT_EVENT = 'mlops_nb.alias.', 'mlops_nb.deployment.'
@@ -123,6 +123,21 @@ def rollback(cfg:dict, reason:str='rolled back by hand')->dict:
     moves = [e for e in alias_history(cfg) if e['alias'] == 'champion' and e['to'] == current and e['from'] != current and e['kind'] != 'rollback']
     if not moves or not moves[-1]['from']: raise ValueError(f"the alias history records no champion before v{current} of {name}: nothing to roll back to")
     return move_alias(cfg, 'champion', moves[-1]['from'], reason, 'rollback')
+
+# %% ../nbs/40_register.ipynb #0c581d7b
+ALIAS_MOVED = 'model_version_alias.created'  # MLflow's event when an alias is set on a version
+
+def alias_webhook(cfg:dict, # project configuration
+                  url:str, # where the service takes it: `https://<service>/hooks/registry`
+                  secret:str, # what the webhook signs with: the service's MLOPS_NB_WEBHOOK_SECRET
+                 )->dict:
+    "Create the tracking server's webhook that tells the service at `url` when an alias of the project's model moves; its id and name."
+    client, name = MlflowClient(), re.sub(r'[^A-Za-z0-9._-]+', '-', f"mlops-nb-{cfg['mlflow']['model_name']}")[:62].strip('-._')
+    for old in client.list_webhooks(max_results=1000):
+        if old.url == url: client.delete_webhook(old.webhook_id)  # one webhook per service address
+    hook = client.create_webhook(name, url, [ALIAS_MOVED], secret=secret,
+                                 description=f"tells the service at {url} when an alias of {cfg['mlflow']['model_name']} moves")
+    return {'id': hook.webhook_id, 'name': hook.name, 'url': hook.url, 'events': [ALIAS_MOVED]}
 
 # %% ../nbs/40_register.ipynb #bce105a2
 def lineage_tags(run_id:str, # the pipeline run

@@ -4,7 +4,7 @@
 
 # %% ../nbs/45_serve.ipynb #a1c0e004
 from __future__ import annotations
-import asyncio, functools, gc, hashlib, hmac, json, math, os, queue, shutil, socket, tempfile, threading, time, uuid
+import asyncio, base64, functools, gc, hashlib, hmac, json, math, os, queue, shutil, socket, tempfile, threading, time, uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,12 +28,12 @@ from .register import DEPLOYMENT_EVENT, VersionBundle, alias_version, deployment
 from .train import predict, use_mlflow
 
 # %% auto #0
-__all__ = ['OIP_TYPES', 'BINARY_TYPES', 'BUNDLE_FILE', 'SETTINGS', 'ServedModel', 'served_model', 'load_served', 'RequestError',
-           'read_body', 'parse_records', 'field_errors', 'PredictionLog', 'records_frame', 'answers', 'predict_records',
-           'swap_checks', 'Batcher', 'in_canary', 'ServiceMetrics', 'Aliases', 'Scorer', 'authorised', 'scored',
-           'answer', 'roles', 'respond', 'health_report', 'oip_outputs', 'oip_metadata', 'oip_request', 'oip_error',
-           'infer', 'add_oip_routes', 'save_bundle', 'read_bundle', 'Packaged', 'make_app', 'packaged_app', 'free_port',
-           'Server', 'worker_app', 'serve']
+__all__ = ['OIP_TYPES', 'BINARY_TYPES', 'HOOK_MAX_AGE', 'BUNDLE_FILE', 'SETTINGS', 'ServedModel', 'served_model', 'load_served',
+           'RequestError', 'read_body', 'parse_records', 'field_errors', 'PredictionLog', 'records_frame', 'answers',
+           'predict_records', 'swap_checks', 'Batcher', 'in_canary', 'ServiceMetrics', 'Aliases', 'Scorer',
+           'authorised', 'scored', 'answer', 'roles', 'respond', 'health_report', 'oip_outputs', 'oip_metadata',
+           'oip_request', 'oip_error', 'infer', 'add_oip_routes', 'hook_refused', 'add_registry_hook', 'save_bundle',
+           'read_bundle', 'Packaged', 'make_app', 'packaged_app', 'free_port', 'Server', 'worker_app', 'serve']
 
 # %% ../nbs/45_serve.ipynb #e7918f09
 @dataclass
@@ -352,7 +352,7 @@ class Aliases:
                  roles:dict, # alias -> its role: answers, shadow or canary
                  metrics:ServiceMetrics, # the service's metrics, told which version each alias serves
                 ):
-        self.cfg, self.roles, self.metrics, self.checking = cfg, roles, metrics, False
+        self.cfg, self.roles, self.metrics, self.checking, self.wake = cfg, roles, metrics, False, threading.Event()
         self.served, self.refused = {a: load_served(cfg, a) for a in roles}, dict.fromkeys(roles)
         for a, role in roles.items(): metrics.serving(a, role, self.served[a].version)
 
@@ -388,8 +388,11 @@ class Aliases:
     def follow(self, stop:threading.Event, # set to stop following
                every:float, # seconds between two looks at the aliases
               ):
-        "Look at the aliases every `every` seconds until `stop` is set, swapping in what moved; a failed look is printed, never fatal."
-        while not stop.wait(every):
+        "Look at the aliases every `every` seconds, or at once when `wake` is set, until `stop` is; a failed look is printed, never fatal."
+        while not stop.is_set():
+            self.wake.wait(every)
+            self.wake.clear()
+            if stop.is_set(): return
             for a in self.roles:
                 try: self.swap(a)
                 except Exception as e: print(f'mlops-nb serve: could not follow {a}: {type(e).__name__}: {e}')
@@ -668,6 +671,42 @@ def add_oip_routes(app:FastAPI, # the service
         metrics.latency.observe(time.perf_counter() - started)
         return reply('/v2/models/{name}/infer', status, s)
 
+# %% ../nbs/45_serve.ipynb #c9d1420a
+HOOK_MAX_AGE = 300  # seconds a signed registry event stays acceptable: an older one could be replayed
+
+def hook_refused(secret:str, # the secret the webhook was created with
+                 body:bytes, # the request's body, as it came
+                 headers, # the request's headers
+                 now:float|None=None, # the time to judge its age by; now by default
+                )->str|None:
+    "Why a registry webhook's request is refused (no signature, a wrong one, too old), or None when it was signed with `secret`."
+    signature, delivery, stamp = (headers.get(h) for h in ('x-mlflow-signature', 'x-mlflow-delivery-id', 'x-mlflow-timestamp'))
+    if not (signature and delivery and stamp): return 'no MLflow signature headers'
+    try: age = abs((now or time.time()) - int(stamp))
+    except ValueError: return 'a timestamp that is not a number'
+    if age > HOOK_MAX_AGE: return f'signed {age:.0f} s ago, more than {HOOK_MAX_AGE} s'
+    mac = hmac.new(secret.encode(), f'{delivery}.{stamp}.'.encode() + body, hashlib.sha256).digest()
+    return None if hmac.compare_digest(signature.encode(), b'v1,' + base64.b64encode(mac)) else 'a wrong signature'
+
+# %% ../nbs/45_serve.ipynb #eae0afc3
+def add_registry_hook(app:FastAPI, aliases:Aliases, # the service, and the versions it serves
+                      secret:str, # the secret the tracking server's webhook signs with
+                      metrics:ServiceMetrics, # the service's metrics
+                     ):
+    "`POST /hooks/registry`: a signed alias event from the tracking server makes the service check its aliases at once."
+    reply = functools.partial(respond, metrics)
+    @app.post('/hooks/registry')
+    async def registry_hook(request:Request):
+        body = await request.body()
+        if len(body) > 65_536: return reply('/hooks/registry', 413, {'error': 'a registry event is a few hundred bytes, not this'})
+        if why := hook_refused(secret, body, request.headers): return reply('/hooks/registry', 401, {'error': f'refused: {why}'})
+        try: event = json.loads(body); name, alias = event['data']['name'], event['data']['alias']
+        except (ValueError, KeyError, TypeError): return reply('/hooks/registry', 400, {'error': 'not an MLflow event with data.name and data.alias'})
+        if event.get('entity') != 'model_version_alias' or name != aliases.cfg['mlflow']['model_name'] or alias not in aliases.roles:
+            return reply('/hooks/registry', 200, {'ignored': f"{event.get('entity')} {name}@{alias}: not an alias this service serves"})
+        aliases.wake.set()
+        return reply('/hooks/registry', 202, {'checking': alias})
+
 # %% ../nbs/45_serve.ipynb #73cd720d
 BUNDLE_FILE = 'bundle.json'
 
@@ -700,7 +739,7 @@ class Packaged(Aliases):
                 ):
         b, alias = read_bundle(folder)
         inputs = Model.load(str(Path(folder)/'model')).signature.inputs.to_dict()
-        self.cfg, self.roles, self.metrics, self.checking = None, {alias: 'answers'}, metrics, False
+        self.cfg, self.roles, self.metrics, self.checking, self.wake = None, {alias: 'answers'}, metrics, False, threading.Event()
         self.served, self.refused = {alias: served_model(b, alias, inputs)}, {alias: None}
         metrics.serving(alias, 'answers', b.version)
 
@@ -721,6 +760,7 @@ def make_app(cfg:dict|None, # project configuration (None for a packaged version
              batch_rows:int=2048, # most rows scored in one model call
              batch_wait_ms:float=1.0, # longest wait for more requests to score together
              packaged:Path|str|None=None, # a folder written by `mlops-nb package`: serve the version in it, following no alias
+             hook_secret:str|None=None, # the secret the tracking server's webhook signs with; None: no /hooks/registry
             )->FastAPI:
     "The HTTP service for the model behind `alias`, and optionally a second alias in shadow or canary: the pieces above, and routes."
     _check_second(alias, second, mode, share, packaged)
@@ -737,7 +777,7 @@ def make_app(cfg:dict|None, # project configuration (None for a packaged version
         threading.Thread(target=aliases.follow, args=(stop, reload_seconds), daemon=True).start()
         gc.collect(); gc.freeze()  # the loaded libraries and model are never garbage: full collections skip them
         yield
-        stop.set(); batcher.close(); log.close()
+        stop.set(); aliases.wake.set(); batcher.close(); log.close()
 
     app = FastAPI(title='mlops_nb model service', lifespan=lifespan)
     app.state.log, app.state.metrics = log, metrics
@@ -765,6 +805,7 @@ def make_app(cfg:dict|None, # project configuration (None for a packaged version
         return reply('/predict', status, body)
 
     add_oip_routes(app, aliases, alias, batcher, metrics, token, id_field, max_bytes, max_records)
+    if hook_secret and not packaged: add_registry_hook(app, aliases, hook_secret, metrics)
     return app
 
 # %% ../nbs/45_serve.ipynb #e5beb042
@@ -811,7 +852,9 @@ def worker_app()->FastAPI:
     s = json.loads(os.environ[SETTINGS])
     cfg = load_config(s.pop('root'), s.pop('config'))
     use_mlflow(cfg)
-    return make_app(cfg, token=(os.environ.get('MLOPS_NB_API_TOKEN') or None) if s.pop('auth') else None, **s)
+    secret = lambda name: os.environ.get(name) or None  # secrets come from the environment, never through the settings
+    return make_app(cfg, token=secret('MLOPS_NB_API_TOKEN') if s.pop('auth') else None,
+                    hook_secret=secret('MLOPS_NB_WEBHOOK_SECRET') if s.pop('hook') else None, **s)
 
 def serve(cfg:dict, # project configuration
           host:str='127.0.0.1', port:int=8000,
@@ -825,7 +868,11 @@ def serve(cfg:dict, # project configuration
         uvicorn.run(make_app(cfg, token=token, **settings), host=host, port=port, log_level='warning')
         return
     if token is not None and token != os.environ.get('MLOPS_NB_API_TOKEN'): raise ValueError('with workers, the token must come from MLOPS_NB_API_TOKEN')
+    hook = settings.pop('hook_secret', None)
+    if hook is not None and hook != os.environ.get('MLOPS_NB_WEBHOOK_SECRET'):
+        raise ValueError("with workers, the webhook's secret must come from MLOPS_NB_WEBHOOK_SECRET")
     with tempfile.TemporaryDirectory(prefix='mlops-nb-metrics-') as shared:
-        os.environ.update({SETTINGS: json.dumps({'root': str(cfg['root']), 'config': str(cfg['config_file']), 'auth': token is not None, **settings}),
+        os.environ.update({SETTINGS: json.dumps({'root': str(cfg['root']), 'config': str(cfg['config_file']), 'auth': token is not None,
+                                                 'hook': hook is not None, **settings}),
                            'PROMETHEUS_MULTIPROC_DIR': shared})
         uvicorn.run('mlops_nb.serve:worker_app', factory=True, workers=workers, host=host, port=port, log_level='warning')

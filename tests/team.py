@@ -42,8 +42,8 @@ def postgres():
 
 class TrackingServer:
     "`mlflow server` on a free loopback port with proxied artifacts; stop and start it again on the same port."
-    def __init__(self, backend:str, artifacts:Path):
-        self.backend, self.artifacts, self.port = backend, Path(artifacts), free_port()
+    def __init__(self, backend:str, artifacts:Path, env:dict|None=None):
+        self.backend, self.artifacts, self.port, self.env = backend, Path(artifacts), free_port(), env or {}
         self.url, self.proc = f'http://127.0.0.1:{self.port}', None
 
     def start(self):
@@ -52,7 +52,7 @@ class TrackingServer:
         self.proc = subprocess.Popen([BIN/'mlflow', 'server', '--backend-store-uri', self.backend, '--artifacts-destination', str(self.artifacts),
                                       '--host', '127.0.0.1', '--port', str(self.port), '--workers', '1'],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                     env={**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'})
+                                     env={**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false', **self.env})
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
