@@ -107,8 +107,9 @@ def stage_key(cfg:dict, stage:str, # the project's configuration and the stage
               code:str, # the package's digest, `code_digest()`
               env:dict, # the run's environment, `environment_info()`
              )->dict:
-    "What a stage's result depends on: notebook, code, environment, its own and every upstream stage's parameters, upstream records."
+    "What a stage's result depends on: notebook, code, environment, the model's name, its own and upstream parameters, upstream records."
     return {'notebook': notebook_digest(stage_notebook(cfg, stage)), 'code': code, 'environment': digest_of(env['packages']),
+            'registry': {k: cfg['mlflow'][k] for k in ('model_name', 'experiment')},
             'params': values[stage], 'upstream': {n: values[n] for n in sorted(upstream_of(cfg, stage))},
             'inputs': {n: digest_of(relocate({k: records[n].get(k) for k in SHAPING}, places(cfg), PLACES)) for n in cfg['stages'][stage]['needs']}}
 
@@ -182,6 +183,7 @@ def _changed(new:dict, old:dict)->list[str]: return sorted(n for n in set(new) |
 def _differences(key, old):
     "What differs between two stage keys, in words."
     out = [f'{k} changed' for k in ('notebook', 'code', 'environment') if key[k] != old.get(k)]
+    out += [f"mlflow.{k} changed: {old.get('registry', {}).get(k)} -> {v}" for k, v in key['registry'].items() if v != old.get('registry', {}).get(k)]
     if params := _changed(key['params'], old.get('params', {})): out.append(f"parameters changed: {', '.join(params)}")
     if 'upstream' not in old: out.append('upstream parameters not recorded by the earlier run')
     else:
