@@ -117,3 +117,20 @@ def test_every_data_and_train_parameter_reruns_every_stage_downstream_of_it():
                 checked += 1
             for other in set(stage_order(cfg)) - set(downstream(cfg, stage)): assert after[other] == before[other], (stage, name, other)
     assert checked > 100
+
+def test_an_orchestrators_tasks_fill_one_run_a_stage_each(project, capsys):
+    "`run --stage NAME --run-id ID`, as the exported Airflow tasks call it: one run folder, one manifest, a stage per call, retries resume."
+    assert main(['run', '--stage', 'double', '--run-id', 'dag-1']) == 1  # its upstream stage has not run anywhere yet
+    assert "stage 'source' has no reusable earlier result" in capsys.readouterr().err
+    assert main(['run', '--stage', 'source', '--run-id', 'manual__2026-12-06T10:00:00+00:00']) == 0
+    run_dir = project/'runs'/'manual__2026-12-06T10-00-00-00-00'
+    assert [(s['name'], s['status']) for s in json.loads((run_dir/'manifest.json').read_text())['stages']] == \
+           [('source', 'ran'), ('double', 'pending'), ('report', 'pending')]
+    (project/'FAIL').write_text('')
+    assert main(['run', '--stage', 'double', '--run-id', 'manual__2026-12-06T10:00:00+00:00']) == 1
+    (project/'FAIL').unlink()
+    for stage in ('double', 'report'): assert main(['run', '--stage', stage, '--run-id', 'manual__2026-12-06T10:00:00+00:00']) == 0
+    manifest = json.loads((run_dir/'manifest.json').read_text())
+    assert manifest['status'] == 'ok' and [(s['status'], s.get('why')) for s in manifest['stages']] == \
+           [('ran', 'no earlier run'), ('ran', 'previous attempt failed'), ('ran', 'no earlier run')]
+    assert sorted(p.name for p in (project/'runs').iterdir() if p.is_dir()) == ['dag-1', run_dir.name]

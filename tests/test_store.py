@@ -67,3 +67,20 @@ def test_two_clones_share_an_s3_bucket(team_server, tmp_path, s3):
     keys = [o['Key'] for o in s3['client'].list_objects_v2(Bucket='team', Prefix='texas/').get('Contents', [])]
     assert 'texas/runs/.lock' not in keys and any(k.startswith('texas/data/') and k.endswith('.parquet') for k in keys)
     assert not any(s3['env']['AWS_SECRET_ACCESS_KEY'] in (b/'runs'/mb['run_id']/f).read_text() for f in ('manifest.json', 'index.html'))
+
+def test_two_copies_run_one_at_a_time_through_the_store(project, tmp_path):
+    "While one copy's run holds the store's lock, the other's is refused with who holds it, or waits with --wait; then it reuses."
+    store, other = tmp_path/'toy-store', tmp_path/'other-copy'
+    shutil.copytree(project, other)
+    for root in (project, other): (root/'mlops.toml').write_text((root/'mlops.toml').read_text() + f'\n[store]\nurl = "{store}"\n')
+    first = subprocess.Popen([conftest.MLOPS_NB, 'run', '-p', 'sleep_s=5'], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=conftest.clean_env())
+    deadline = time.time() + 60
+    while time.time() < deadline and not (store/'runs'/'.lock').exists(): time.sleep(0.05)
+    refused = conftest.spawn(other, 'run', '-p', 'sleep_s=5')
+    assert refused.returncode == 2 and f'another mlops-nb run holds the lock in {store}' in refused.stderr, refused.stderr
+    waited = conftest.spawn(other, 'run', '-p', 'sleep_s=5', '--wait')
+    assert first.wait(timeout=120) == 0, first.stderr
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.count('from the store)') == 3, waited.stdout
+    assert not (store/'runs'/'.lock').exists()
