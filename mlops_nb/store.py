@@ -78,13 +78,15 @@ def _remove(self:Store, key:str):
         try: self.fs.rm_file(key)
         except FileNotFoundError: pass
 
-def _glob(self:Store, pattern:str)->list[str]:
-    "The keys matching `pattern` under the store's root, as they are now (no cached listing)."
+def _listing(self:Store, pattern:str)->dict[str, str]:
+    "Key -> a mark that changes when its content does (ETag or time, and size), for the keys matching `pattern`, as they are now."
     with self.failing(f'list {pattern}'):
         self.fs.invalidate_cache()
-        return sorted(self.fs.glob(self.key(pattern)))
+        found = self.fs.glob(self.key(pattern), detail=True)
+    return {k: f"{i.get('ETag') or i.get('mtime') or i.get('LastModified')}/{i.get('size')}" for k, i in sorted(found.items())}
 
-Store.put, Store.get, Store.read, Store.create, Store.exists, Store.remove, Store.glob = _put, _get, _read, _create, _exists, _remove, _glob
+Store.put, Store.get, Store.read, Store.create, Store.exists, Store.remove = _put, _get, _read, _create, _exists, _remove
+Store.listing = _listing
 
 # %% ../nbs/07_store.ipynb #e7ae99cd
 def open_store(cfg:dict, # project configuration
@@ -172,13 +174,17 @@ def named_files(obj, ours:dict)->list[Path]:
 def pull_manifests(store:Store, runs_dir:Path, # the store, and this copy's runs folder
                    ours:dict, # this copy's places
                   )->list[str]:
-    "Copy every run's manifest in the store into `runs_dir`, moved to this copy's places; the ids of runs new to it."
-    new = []
-    for key in store.glob('runs/*/manifest.json'):
+    "Copy every run's manifest that changed in the store into `runs_dir`, moved to this copy's places; the ids of runs new to it."
+    seen_path, new = Path(runs_dir)/'.store-seen.json', []
+    seen = json.loads(seen_path.read_text()) if seen_path.exists() else {}  # key -> its mark when last copied
+    for key, mark in store.listing('runs/*/manifest.json').items():
         run_id, local = key.split('/')[-2], Path(runs_dir)/key.split('/')[-2]/'manifest.json'
+        if local.exists() and seen.get(key) == mark: continue
         if not local.exists(): new.append(run_id)
         m = json.loads(store.read(key) or b'{}')
         write_json(local, {**relocate(m, m.get('places', {}), ours), 'places': ours})
+        seen[key] = mark
+    write_json(seen_path, seen)
     return new
 
 def pull_stage(store:Store, runs_dir:Path, # the store, and this copy's runs folder
