@@ -121,11 +121,15 @@ def store_lock(store:Store, # the shared store
     key = store.key('runs', '.lock')
     holder = {'run': run_id, 'host': socket.gethostname(), 'pid': os.getpid(), 'token': secrets.token_hex(8),
               'since': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}
-    while not store.create(key, json.dumps({**holder, 'expires': time.time() + lease}).encode()):
+    lock = lambda: store.create(key, json.dumps({**holder, 'expires': time.time() + lease}).encode())
+    while not lock():
         other = _holder(store, key)
         if other is None or other.get('expires', 0) < time.time():
-            echo(f"the lock in {store.url} was left by {(other or {}).get('run', 'an unreadable holder')}, whose lease ran out: taken over")
-            store.remove(key)
+            echo(f"the lock in {store.url} was left by {(other or {}).get('run', 'an unreadable holder')}, whose lease ran out: taking it over")
+            if _holder(store, key) == other: store.remove(key)  # still the dead run's, not a newer holder's
+            if lock():
+                time.sleep(1)  # a run that found the same dead lock at once may have replaced ours meanwhile: whose lock stands holds it
+                if (_holder(store, key) or {}).get('token') == holder['token']: break
         elif wait: time.sleep(1)
         else: raise RunLocked(f"another mlops-nb run holds the lock in {store.url} (run {other['run']} on {other['host']}, "
                               f"pid {other['pid']}, since {other['since']}); wait for it to finish, or pass --wait")
