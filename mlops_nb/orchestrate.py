@@ -40,6 +40,8 @@ def pipeline_dag(cfg:dict, # project configuration
                 )->str:
     "Python source of the DAG that runs the pipeline, a task per stage."
     stages = {n: cfg['stages'][n]['needs'] for n in stage_order(cfg)}
+    if bad := [n for n in stages if not re.fullmatch(r'[A-Za-z0-9_.-]{1,250}', n)]:
+        raise ConfigError(f"stage names {bad} cannot be Airflow task ids (letters, digits, '_', '.', '-'): rename them in mlops.toml")
     return f'''
 RUN_ID = {RUN_ID!r}  # the same mlops_nb run for every task of a DAG run
 STAGES = {stages!r}  # each stage and the stages it needs, in run order
