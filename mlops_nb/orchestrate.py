@@ -4,7 +4,7 @@
 
 # %% ../nbs/75_orchestrate.ipynb #604f1c7c
 from __future__ import annotations
-import re
+import re, sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from .pipeline import stage_order
 __all__ = ['RUN_ID', 'HEADER', 'MONITOR_SCRIPT', 'dag_id', 'pipeline_dag', 'monitoring_dag', 'export_airflow']
 
 # %% ../nbs/75_orchestrate.ipynb #32161a36
-RUN_ID = '{{ dag_run.run_after.strftime("%Y%m%dT%H%M%S") }}Z-{{ run_id }}'  # one mlops_nb run per DAG run, sortable by time
+RUN_ID = '{{ dag_run.run_after.strftime("%Y%m%dT%H%M%S") }}Z-{{ run_id }}'  # one mlops_nb run per DAG run, by time
 
 def dag_id(cfg:dict, # project configuration
            kind:str='', # '' for the pipeline, or a suffix such as 'monitoring'
@@ -24,7 +24,9 @@ def dag_id(cfg:dict, # project configuration
     return re.sub(r'[^A-Za-z0-9_]+', '_', f"mlops_nb_{cfg['mlflow']['model_name']}{'_' + kind if kind else ''}")
 
 # %% ../nbs/75_orchestrate.ipynb #313cfc67
-HEADER = '''"Airflow DAGs for the mlops_nb project at {root}, written by `mlops-nb export airflow` on {today}; export again after changing the pipeline."
+HEADER = '''"""Airflow DAGs for the mlops_nb project at {root}, written by `mlops-nb export airflow` on {today:%Y-%m-%d}.
+
+Export again after changing the pipeline, rather than editing this file."""
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.bash import BashOperator
@@ -32,28 +34,33 @@ from airflow.sdk import DAG
 
 PROJECT = {root!r}  # the project's checkout, at this path on every worker
 MLOPS_NB = {executable!r}  # mlops_nb's command on every worker
+DEFAULTS = {{'retries': {retries}, 'retry_delay': timedelta(minutes=2)}}  # a retried task takes its run up again
+START = datetime({today:%Y, %-m, %-d})
 '''
 
 def pipeline_dag(cfg:dict, # project configuration
                  schedule:str, # when the pipeline runs: a cron expression or a preset such as '@daily'
-                 retries:int, # attempts after a failed one
                 )->str:
     "Python source of the DAG that runs the pipeline, a task per stage."
     stages = {n: cfg['stages'][n]['needs'] for n in stage_order(cfg)}
     if bad := [n for n in stages if not re.fullmatch(r'[A-Za-z0-9_.-]{1,250}', n)]:
-        raise ConfigError(f"stage names {bad} cannot be Airflow task ids (letters, digits, '_', '.', '-'): rename them in mlops.toml")
+        raise ConfigError(f"stage names {bad} cannot be Airflow task ids (letters, digits, '_', '.', '-'): "
+                          "rename them in mlops.toml")
+    needs = ''.join(f'    {n!r}: {stages[n]!r},\n' for n in stages)
     return f'''
 RUN_ID = {RUN_ID!r}  # the same mlops_nb run for every task of a DAG run
-STAGES = {stages!r}  # each stage and the stages it needs, in run order
+STAGES = {{  # each stage and the stages it needs, in run order
+{needs}}}
 
 def command(stage):
     "Run one stage of this DAG run's mlops_nb run, waiting for the project's lock."
     return MLOPS_NB + ' run --stage ' + stage + " --run-id '" + RUN_ID + "' --wait"
 
-with DAG({dag_id(cfg)!r}, schedule={schedule!r}, start_date=datetime({datetime.now(timezone.utc):%Y, %-m, %-d}), catchup=False,
-         max_active_runs=1, default_args={{'retries': {retries}, 'retry_delay': timedelta(minutes=2)}}, tags=['mlops_nb'],
-         doc_md="The mlops_nb pipeline, a task per stage; each task's report is in the run folder its log names.") as pipeline:
-    tasks = {{stage: BashOperator(task_id=stage, bash_command=command(stage), cwd=PROJECT, append_env=True) for stage in STAGES}}
+with DAG({dag_id(cfg)!r}, schedule={schedule!r}, start_date=START, catchup=False, max_active_runs=1,
+         default_args=DEFAULTS, tags=['mlops_nb'],
+         doc_md="The mlops_nb pipeline, a task per stage; each task's log names its run folder.") as pipeline:
+    tasks = {{s: BashOperator(task_id=s, bash_command=command(s), cwd=PROJECT, append_env=True)
+             for s in STAGES}}
     for stage, needs in STAGES.items():
         for need in needs: tasks[need] >> tasks[stage]
 '''
@@ -74,16 +81,15 @@ exit $status
 def monitoring_dag(cfg:dict, # project configuration
                    incoming:str, # the landing folder, on every worker
                    schedule:str, # how often to look
-                   retries:int, # attempts after a failed one
                   )->str:
     "Python source of the DAG that monitors every batch file found in `incoming`."
     return f'''
 INCOMING = {incoming!r}  # where new batch files land
-MONITOR = {MONITOR_SCRIPT!r}
+MONITOR = """{MONITOR_SCRIPT}"""  # 0 or 3 (alerts, delivered by the alert sinks): monitored; else kept for the next try
 
-with DAG({dag_id(cfg, 'monitoring')!r}, schedule={schedule!r}, start_date=datetime({datetime.now(timezone.utc):%Y, %-m, %-d}), catchup=False,
-         max_active_runs=1, default_args={{'retries': {retries}, 'retry_delay': timedelta(minutes=2)}}, tags=['mlops_nb'],
-         doc_md="Monitors each batch file that landed in " + INCOMING + " against the champion; monitored files move to monitored/.") as monitoring:
+with DAG({dag_id(cfg, 'monitoring')!r}, schedule={schedule!r}, start_date=START, catchup=False,
+         max_active_runs=1, default_args=DEFAULTS, tags=['mlops_nb'],
+         doc_md="Monitors each batch file that lands in " + INCOMING + "; monitored files move to monitored/.") as monitoring:
     BashOperator(task_id='monitor_new_files', bash_command=MONITOR, cwd=PROJECT, append_env=True,
                  env={{'INCOMING': INCOMING, 'MLOPS_NB': MLOPS_NB}})
 '''
@@ -99,12 +105,11 @@ def export_airflow(cfg:dict, # project configuration
                    retries:int=2, # attempts after a failed one
                   )->Path:
     "Write the project's Airflow DAGs (the pipeline, and monitoring of landing files) into `out`; the file."
-    import sys
     if retries < 0: raise ConfigError(f'retries must be 0 or more, not {retries}')
     root = project or cfg['root']
-    executable = executable or str(Path(sys.executable).parent/'mlops-nb')
-    source = HEADER.format(root=root, executable=executable, today=f'{datetime.now(timezone.utc):%Y-%m-%d}') + \
-             pipeline_dag(cfg, schedule, retries) + monitoring_dag(cfg, incoming or f'{root}/incoming', monitor_schedule, retries)
+    head = HEADER.format(root=root, executable=executable or str(Path(sys.executable).parent/'mlops-nb'), retries=retries,
+                         today=datetime.now(timezone.utc))
+    source = head + pipeline_dag(cfg, schedule) + monitoring_dag(cfg, incoming or f'{root}/incoming', monitor_schedule)
     compile(source, 'dag', 'exec')
     path = Path(out)/f'{dag_id(cfg)}.py'
     atomic_write(path, source)
