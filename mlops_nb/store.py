@@ -26,7 +26,8 @@ class Store:
         from fsspec.core import url_to_fs
         try: self.fs, root = url_to_fs(url, **(options or {}))
         except (ImportError, ValueError) as e:
-            raise StoreError(f"the store {url} cannot be opened: {e} (s3:// needs `pip install 'mlops-nb[store]'`)") from None
+            raise StoreError(f"the store {url} cannot be opened: {e} "
+                             "(s3:// needs `pip install 'mlops-nb[store]'`)") from None
         self.url, self.root = url, root.rstrip('/')
         self.local = 'file' in self.fs.protocol
 
@@ -39,7 +40,7 @@ class Store:
         except (OSError, ValueError) as e:
             if isinstance(e, (FileNotFoundError, FileExistsError)): raise
             raise StoreError(f"the store {self.url} could not {what}: {type(e).__name__}: {e}") from None
-        except Exception as e:  # the object store's client has errors of its own (no route, no bucket, no credentials)
+        except Exception as e:  # the object store's client has errors of its own (no route, bucket, credentials)
             raise StoreError(f"the store {self.url} could not {what}: {type(e).__name__}: {e}") from None
 
 # %% ../nbs/07_store.ipynb #4d816478
@@ -79,14 +80,15 @@ def _remove(self:Store, key:str):
         except FileNotFoundError: pass
 
 def _listing(self:Store, pattern:str)->dict[str, str]:
-    "Key -> a mark that changes when its content does (ETag or time, and size), for the keys matching `pattern`, as they are now."
+    "Key -> a mark that changes with its content (ETag or time, and size), for each key matching `pattern` now."
     with self.failing(f'list {pattern}'):
         self.fs.invalidate_cache()
         found = self.fs.glob(self.key(pattern), detail=True)
-    return {k: f"{i.get('ETag') or i.get('mtime') or i.get('LastModified')}/{i.get('size')}" for k, i in sorted(found.items())}
+    mark = lambda i: f"{i.get('ETag') or i.get('mtime') or i.get('LastModified')}/{i.get('size')}"
+    return {k: mark(i) for k, i in sorted(found.items())}
 
-Store.put, Store.get, Store.read, Store.create, Store.exists, Store.remove = _put, _get, _read, _create, _exists, _remove
-Store.listing = _listing
+Store.put, Store.get, Store.read, Store.create = _put, _get, _read, _create
+Store.exists, Store.remove, Store.listing = _exists, _remove, _listing
 
 # %% ../nbs/07_store.ipynb #e7ae99cd
 def open_store(cfg:dict, # project configuration
@@ -107,7 +109,8 @@ def _renew(store:Store, key:str, holder:dict, stop:threading.Event, lease:float)
     "Push the lease forward while the lock is held."
     while not stop.wait(lease / 4):
         if (_holder(store, key) or {}).get('token') != holder['token']: return
-        with store.failing(f'renew {key}'): store.fs.pipe_file(key, json.dumps({**holder, 'expires': time.time() + lease}).encode())
+        renewed = json.dumps({**holder, 'expires': time.time() + lease}).encode()
+        with store.failing(f'renew {key}'): store.fs.pipe_file(key, renewed)
 
 # %% ../nbs/07_store.ipynb #43217b3e
 @contextmanager
@@ -125,14 +128,16 @@ def store_lock(store:Store, # the shared store
     while not lock():
         other = _holder(store, key)
         if other is None or other.get('expires', 0) < time.time():
-            echo(f"the lock in {store.url} was left by {(other or {}).get('run', 'an unreadable holder')}, whose lease ran out: taking it over")
+            left = (other or {}).get('run', 'an unreadable holder')
+            echo(f"the lock in {store.url} was left by {left}, whose lease ran out: taking it over")
             if _holder(store, key) == other: store.remove(key)  # still the dead run's, not a newer holder's
             if lock():
-                time.sleep(1)  # a run that found the same dead lock at once may have replaced ours meanwhile: whose lock stands holds it
+                time.sleep(1)  # a run that found the same dead lock may have replaced ours: whose lock stands holds it
                 if (_holder(store, key) or {}).get('token') == holder['token']: break
         elif wait: time.sleep(1)
-        else: raise RunLocked(f"another mlops-nb run holds the lock in {store.url} (run {other['run']} on {other['host']}, "
-                              f"pid {other['pid']}, since {other['since']}); wait for it to finish, or pass --wait")
+        else: raise RunLocked(f"another mlops-nb run holds the lock in {store.url} (run {other['run']} on "
+                              f"{other['host']}, pid {other['pid']}, since {other['since']}); "
+                              "wait for it to finish, or pass --wait")
     stop = threading.Event()
     threading.Thread(target=_renew, args=(store, key, holder, stop, lease), daemon=True).start()
     try: yield
@@ -143,14 +148,15 @@ def store_lock(store:Store, # the shared store
 # %% ../nbs/07_store.ipynb #f77ac877
 def places(cfg:dict, # project configuration
           )->dict:
-    "Where this working copy keeps what records name: the project, its runs and data folders, its Python environment."
+    "Where this working copy keeps what records name: the project, its runs and data, its Python environment."
     return {'root': cfg['root'], 'runs': cfg['paths']['runs'], 'data': cfg['paths']['data'], 'prefix': sys.prefix}
 
 def relocate(obj, # JSON-like data
              theirs:dict, ours:dict, # the writer's places and this copy's, from `places`
             ):
     "`obj` with every path under one of the writer's places moved under the same place of this copy."
-    moves = sorted(((theirs[k].rstrip('/'), ours[k].rstrip('/')) for k in theirs if k in ours), key=lambda m: -len(m[0]))
+    moves = sorted(((theirs[k].rstrip('/'), ours[k].rstrip('/')) for k in theirs if k in ours),
+                   key=lambda m: -len(m[0]))
     def move(x):
         if isinstance(x, dict): return {k: move(v) for k, v in x.items()}
         if isinstance(x, list): return [move(v) for v in x]
@@ -164,7 +170,8 @@ def store_key(store:Store, path:Path|str, # a file in this working copy's runs o
              )->str|None:
     "Where `path` lives in the store, or None when it is in neither folder."
     for place in ('runs', 'data'):
-        if (rel := os.path.relpath(path, ours[place])) and not rel.startswith('..'): return store.key(place, *Path(rel).parts)
+        rel = os.path.relpath(path, ours[place])
+        if not rel.startswith('..'): return store.key(place, *Path(rel).parts)
     return None
 
 def named_files(obj, ours:dict)->list[Path]:
@@ -178,7 +185,7 @@ def named_files(obj, ours:dict)->list[Path]:
 def pull_manifests(store:Store, runs_dir:Path, # the store, and this copy's runs folder
                    ours:dict, # this copy's places
                   )->list[str]:
-    "Copy every run's manifest that changed in the store into `runs_dir`, moved to this copy's places; the ids of runs new to it."
+    "Copy each manifest that changed in the store into `runs_dir`, moved to this copy's places; ids of runs new here."
     seen_path, new = Path(runs_dir)/'.store-seen.json', []
     seen = json.loads(seen_path.read_text()) if seen_path.exists() else {}  # key -> its mark when last copied
     for key, mark in store.listing('runs/*/manifest.json').items():
@@ -195,8 +202,9 @@ def pull_stage(store:Store, runs_dir:Path, # the store, and this copy's runs fol
                run_id:str, stem:str, # the run, and the stage's notebook without its suffix
                ours:dict, # this copy's places
               ):
-    "Bring a stage of a run in from the store: its record (moved to this copy's places), notebook, report and the files the record names."
-    folder, theirs = Path(runs_dir)/run_id, json.loads(store.read(store.key('runs', run_id, 'manifest.json')) or b'{}').get('places', {})
+    "Bring a stage of a run in from the store: its record (moved to this copy's places), notebook, report, and the files it names."
+    folder = Path(runs_dir)/run_id
+    theirs = json.loads(store.read(store.key('runs', run_id, 'manifest.json')) or b'{}').get('places', {})
     for ext in ('ipynb', 'html', 'json'):
         key, local = store.key('runs', run_id, f'{stem}.{ext}'), folder/f'{stem}.{ext}'
         if not local.exists() and store.exists(key): store.get(key, local)
@@ -212,13 +220,14 @@ def push_run(store:Store, run_dir:Path, # the store, and a run's folder in this 
              ours:dict, # this copy's places
              pushed:dict, # path -> (mtime, size) of what was sent already; updated
             ):
-    "Send what changed in `run_dir` to the store, with the files in the data folder its records name, and its manifest last."
-    files = [p for p in sorted(Path(run_dir).rglob('*')) if p.is_file() and not p.name.startswith('.') and p.name != 'manifest.json']
-    records = [r for r in Path(run_dir).glob('*.json') if r.name != 'manifest.json']
+    "Send what changed in `run_dir` to the store, with the data files its records name, and its manifest last."
+    run_dir, manifest = Path(run_dir), Path(run_dir)/'manifest.json'
+    files = [p for p in sorted(run_dir.rglob('*')) if p.is_file() and not p.name.startswith('.') and p != manifest]
+    records = [r for r in run_dir.glob('*.json') if r != manifest]
     for p in files + [f for r in records for f in named_files(json.loads(r.read_text()), ours)]:
         stamp = (p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else None
         if stamp is None or pushed.get(p) == stamp: continue
         key = store_key(store, p, ours)
-        if key and not (p.is_relative_to(ours['data']) and store.exists(key)): store.put(p, key)  # a snapshot is never rewritten
+        if key and not (p.is_relative_to(ours['data']) and store.exists(key)): store.put(p, key)  # snapshots never change
         pushed[p] = stamp
-    if (Path(run_dir)/'manifest.json').exists(): store.put(Path(run_dir)/'manifest.json', store.key('runs', Path(run_dir).name, 'manifest.json'))
+    if manifest.exists(): store.put(manifest, store.key('runs', run_dir.name, 'manifest.json'))
