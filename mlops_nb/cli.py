@@ -10,8 +10,8 @@ from pathlib import Path
 import polars as pl
 
 from .core import ENGINES, ConfigError, load_config, new_run_id, register_kernel
-from .pipeline import StageFailed, earlier_runs, run_lock, run_pipeline
-from .store import RunLocked, StoreError
+from .pipeline import StageFailed, earlier_runs, project_lock, run_pipeline
+from .store import RunLocked, StoreError, open_store, places, push_run
 from .report import diff_markdown, diff_table, quarantine_line, run_diff
 
 # %% auto #0
@@ -218,7 +218,7 @@ def card_command(args)->int:
 def move_command(args)->int:
     "`mlops-nb promote` and `mlops-nb rollback`: move the champion, holding the run lock so a move never interleaves with a run."
     register, cfg = _registry(args)
-    with run_lock(Path(cfg['paths']['runs']), f'{args.command}-{new_run_id()}', wait=True):
+    with project_lock(cfg, f'{args.command}-{new_run_id()}', wait=True):
         if args.command == 'rollback': entry = register.rollback(cfg, args.reason)
         elif args.evidence == 'traffic':
             from mlops_nb.traffic import promote_on_traffic
@@ -409,9 +409,10 @@ def monitor_command(args)->int:
     from mlops_nb import monitor
     _, cfg = _registry(args)
     if args.traffic: return traffic_command(args, cfg)
-    with run_lock(Path(cfg['paths']['runs']), f'monitor-{new_run_id()}', wait=True), \
+    with project_lock(cfg, f'monitor-{new_run_id()}', wait=True), \
          contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # with --json, stdout holds the document alone
         r = monitor.monitor_windows(cfg, args.source, args.labels, args.retrain, args.param, args.engine)
+        if store := open_store(cfg): push_run(store, Path(cfg['paths']['runs'])/r['run_id'], places(cfg), {})  # the team sees it
     docs = [monitor.batch_document(b) for b in r['batches']]
     if args.json: print(as_json({'source': r['source'], 'model': r['model'], 'batches': docs}))
     else:

@@ -22,9 +22,9 @@ from .store import RunLocked, Store, open_store, places, relocate, pull_manifest
 __all__ = ['STAGE_TAG', 'SHAPING', 'PLACES', 'stage_order', 'downstream', 'upstream_of', 'program_cells', 'stage_program',
            'notebook_digest', 'code_digest', 'digest_of', 'stage_key', 'current_alias', 'version_source',
            'record_still_valid', 'earlier_runs', 'cache_decision', 'stage_environment', 'execute_stage', 'SecretLeak',
-           'scrub_secrets', 'run_lock', 'selection', 'close_mlflow_runs', 'mark_interrupted', 'StageFailed',
-           'stage_variables', 'warm_kernel', 'finish_report', 'run_stage', 'finished_reports', 'Run', 'continued',
-           'start_run', 'fail', 'execute', 'run_one', 'finish_run', 'run_pipeline']
+           'scrub_secrets', 'run_lock', 'project_lock', 'selection', 'close_mlflow_runs', 'mark_interrupted',
+           'StageFailed', 'stage_variables', 'warm_kernel', 'finish_report', 'run_stage', 'finished_reports', 'Run',
+           'continued', 'start_run', 'fail', 'execute', 'run_one', 'finish_run', 'run_pipeline']
 
 # %% ../nbs/70_pipeline.ipynb #f7180cd4
 def stage_order(cfg:dict # project configuration
@@ -287,6 +287,16 @@ def run_lock(runs_dir:Path, # the project's runs folder
         f.seek(0); f.truncate(); f.write(f'run {run_id}, pid {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC'); f.flush()
         try: yield
         finally: f.seek(0); f.truncate(); fcntl.flock(f, fcntl.LOCK_UN)
+
+# %% ../nbs/70_pipeline.ipynb #8bd5d6f4
+def project_lock(cfg:dict, # project configuration
+                 owner:str, # who asks: a run id, or the command and a run id
+                 wait:bool=False, # wait for the holder instead of refusing
+                 echo=print, # where a taken-over lock of the store is reported
+                ):
+    "The project's run lock: in the shared store when the project has one, else `runs/.lock`."
+    store = open_store(cfg)
+    return store_lock(store, owner, wait, echo=echo) if store else run_lock(Path(cfg['paths']['runs']), owner, wait)
 
 # %% ../nbs/70_pipeline.ipynb #0768fe87
 def _save(run_dir, manifest, secrets):
@@ -562,7 +572,7 @@ def run_pipeline(root:str|None=None, # project root; found from the working dire
     cfg = load_config(root, config)
     plan, values, secrets = selection(cfg, only, start, force, stage), resolve_params(cfg, params, stage_order(cfg)), secret_values(cfg)
     runs_dir, run_id, store = Path(cfg['paths']['runs']), safe_run_id(run_id) if run_id else new_run_id(), open_store(cfg)
-    with store_lock(store, run_id, wait, echo=echo) if store else run_lock(runs_dir, run_id, wait):
+    with project_lock(cfg, run_id, wait, echo):
         pulled = pull_manifests(store, runs_dir, places(cfg)) if store else []
         for dead in mark_interrupted(runs_dir, cfg['mlflow']['tracking_uri']):
             echo(f"run {dead['run_id']} was interrupted in stage {dead['stage']}: marked so (MLflow runs closed: {dead['mlflow_runs_closed']})")
