@@ -18,6 +18,7 @@ from .card import card_summary, model_card
 from .contract import check_contract, read_contract
 from .core import NOT_RECORDED, StageContext, shown_commit, stage_file, file_digest, frame_digest, notebook_parameters, run_stage_function, scratch_config, stage_notebook
 from .evaluate import ESTIMATOR, MAIN_METRIC
+from .store import open_store
 from .train import CONTRACT, DRIFT_REFERENCE, HYPERPARAMETERS, SCHEMA, TRAINING_DATA, run_artifact, use_mlflow
 
 try: import tomllib
@@ -383,7 +384,7 @@ def _kept(cfg:dict, run_id:str, local:str, name:str)->Path|None:
 def lineage(cfg:dict, # project configuration
             ref:str, # MODEL@ALIAS or MODEL/VERSION
            )->list[dict]:
-    "Every link from a model version back to its code, data, run and reports: its value, whether it resolves, and where it is kept."
+    "Every link from a model version back to its code, data, run and reports (in the store too): its value, whether it resolves, where it is kept."
     use_mlflow(cfg)
     mv = _version_of(ref)
     t = dict(mv.tags)
@@ -410,6 +411,9 @@ def lineage(cfg:dict, # project configuration
              ('training data digest', t['mlops_nb.data_digest'], data is not None and frame_digest(pl.read_parquet(data)) == t['mlops_nb.data_digest'], 'registry'),
              ('gate record digest', t['mlops_nb.gate_record_digest'], record is not None and file_digest(record) == t['mlops_nb.gate_record_digest'], 'registry'),
              *[(k, v, bool(v) and Path(v).is_file(), 'the clone that ran it') for k, v in here]]
+    if store := open_store(cfg):  # the same reports, as every working copy finds them
+        at = lambda v: ('runs', Path(v).parent.name, Path(v).name)
+        links += [(k, f"{store.url}/{'/'.join(at(v))}", store.exists(store.key(*at(v))), 'the shared store') for k, v in here if v]
     return [{'link': k, 'value': v, 'resolves': ok, 'kept': where} for k, v, ok, where in links]
 
 # %% ../nbs/40_register.ipynb #f1c9f3f5

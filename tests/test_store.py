@@ -45,6 +45,9 @@ def share(server, store_of, a, b, **env):
     assert [(s['name'], s['status'], s['cached_from']) for s in mb['stages']] == [(s['name'], 'cached', ma['run_id']) for s in ma['stages']]
     for s in ma['stages']: assert f"{s['name']:<10} cached ({ma['run_id']}, from the store)" in second.stdout, second.stdout
     assert sorted(store_of('runs/*/manifest.json')) == sorted([ma['run_id'], mb['run_id']])
+    lineage = conftest.cli(b, 'lineage', MLFLOW_TRACKING_URI=server.url, **env)  # the reports, as every copy finds them
+    shared = [line for line in lineage.stdout.splitlines() if 'the shared store' in line]
+    assert lineage.returncode == 0 and len(shared) == 4 and all('true' in line for line in shared), lineage.stdout[-3000:]
     reused = json.loads((b/'runs'/mb['run_id']/'10_data.json').read_text())
     assert all(Path(w['path']).is_relative_to(b/'data') and Path(w['path']).exists() for w in reused['outputs']['batches'])
     return ma, mb, second
