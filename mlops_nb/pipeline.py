@@ -511,9 +511,8 @@ def execute(run:Run, i:int, name:str, why:str):
 def run_one(run:Run, i:int, name:str):
     "Reuse stage `name`, the `i`-th of the run, from the cache, or execute it; its entry in the manifest says which and why."
     how, entry, tag = run.plan[name], run.manifest['stages'][i], f'[{i + 1}/{len(run.plan)}] {name:<10}'
-    if how in ('skip', 'later'):
-        entry['status'] = 'not selected' if how == 'skip' else entry['status']
-        return
+    if how == 'skip': entry['status'] = 'not selected'
+    if how in ('skip', 'later'): return  # a later stage stays pending, for another task of the run
     runs_dir, stem = Path(run.cfg['paths']['runs']), Path(entry['notebook']).stem
     fetch = (lambda rid, s: pull_stage(run.store, runs_dir, rid, s, places(run.cfg))) if run.store else None
     if how == 'reuse' and entry['status'] in ('ran', 'cached'):  # an earlier task of this run did it

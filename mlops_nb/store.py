@@ -37,10 +37,8 @@ class Store:
     def failing(self, what:str):
         "Say which store and what was being done when the file system fails."
         try: yield
-        except (OSError, ValueError) as e:
-            if isinstance(e, (FileNotFoundError, FileExistsError)): raise
-            raise StoreError(f"the store {self.url} could not {what}: {type(e).__name__}: {e}") from None
-        except Exception as e:  # the object store's client has errors of its own (no route, bucket, credentials)
+        except (FileNotFoundError, FileExistsError): raise  # answers the callers act on
+        except Exception as e:  # OS errors, and the object store client's own (no route, bucket, credentials)
             raise StoreError(f"the store {self.url} could not {what}: {type(e).__name__}: {e}") from None
 
 # %% ../nbs/07_store.ipynb #4d816478
